@@ -1,0 +1,1 @@
+"""The evaluation CLI: retrieval, answer and attribution metrics."""

@@ -1,0 +1,1 @@
+"""Documents → Chunks → embeddings and the on-disk store (SQLite + FAISS + BM25)."""

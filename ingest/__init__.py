@@ -1,0 +1,1 @@
+"""Sources → Documents: docs trees, git source trees, mail, issues, chat."""

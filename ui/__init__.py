@@ -1,0 +1,1 @@
+"""Front ends: the command line, Gradio chat, Discord bot, merge-request generator."""
