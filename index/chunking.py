@@ -1,0 +1,110 @@
+"""Structure-aware chunking: Documents → Chunks.
+
+Sources already cut along structure (a doc section, a man page, a function, a
+thread), so a document that fits the token budget becomes one chunk. Longer
+ones are split with LangChain's recursive splitter, bounded in tokens of the
+embedding model and overlapping, on separators that suit their kind. Man pages
+get a larger budget (one page per chunk unless huge). Mail threads split by
+message, each chunk carrying the opening question so a hit shows question and
+answer together. Every chunk starts with its document's title so it stands alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from sciknow.ingest.symbols import find_symbols
+from sciknow.records import Chunk, Document
+
+CODE_SEPARATORS = ["\n}\n", "\n\n", "\n", " ", ""]
+PROSE_SEPARATORS = ["\n#", "\n\n", "\n", ". ", " ", ""]
+QUESTION_CONTEXT_CHARS = 600
+
+
+def approx_tokens(text: str) -> int:
+    """Word-piece count estimate (~4 characters a token) when no tokenizer is given."""
+    return max(1, len(text) // 4)
+
+
+@dataclass
+class Chunker:
+    """Cuts documents into chunks of at most `max_tokens` (man pages: `manpage_tokens`)."""
+
+    max_tokens: int = 256
+    overlap: int = 32
+    manpage_tokens: int = 1024
+    count_tokens: Callable[[str], int] = approx_tokens
+    symbol_prefixes: tuple[str, ...] = ()
+
+    def chunk(self, doc: Document) -> list[Chunk]:
+        if doc.kind == "mail" and doc.meta.get("messages"):
+            pieces = self._by_message(doc)
+        else:
+            pieces = self._split(doc.text, doc.kind)
+        return [self._make(doc, i, *piece) for i, piece in enumerate(pieces)]
+
+    def _budget(self, kind: str) -> int:
+        return self.manpage_tokens if kind == "manpage" else self.max_tokens
+
+    def _split(self, text: str, kind: str, base: int = 0) -> list[tuple[str, int, int]]:
+        """Pieces of `text` as (text, start, end), offsets in the document (`base` + index)."""
+        budget = self._budget(kind)
+        if self.count_tokens(text) <= budget:
+            return [(text, base, base + len(text))]
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=budget,
+            chunk_overlap=self.overlap,
+            length_function=self.count_tokens,
+            separators=CODE_SEPARATORS if kind in ("code", "example") else PROSE_SEPARATORS,
+            add_start_index=True,
+            keep_separator=True,
+        )
+        pieces = []
+        for piece in splitter.create_documents([text]):
+            if piece.page_content.strip():
+                start = base + piece.metadata["start_index"]
+                pieces.append((piece.page_content, start, start + len(piece.page_content)))
+        return pieces
+
+    def _by_message(self, doc: Document) -> list[tuple[str, int, int]]:
+        messages = doc.meta["messages"]
+        first = messages[0]
+        question = doc.text[first["start"] : first["end"]]
+        pieces = self._split(question, "mail", first["start"])
+        context = question[:QUESTION_CONTEXT_CHARS]
+        for message in messages[1:]:
+            body = doc.text[message["start"] : message["end"]]
+            for text, start, end in self._split(body, "mail", message["start"]):
+                pieces.append((f"{context}\n…\n{text}", start, end))
+        return pieces
+
+    def _make(self, doc: Document, index: int, text: str, start: int, end: int) -> Chunk:
+        if not text.lstrip().startswith(doc.title):
+            text = f"{doc.title}\n{text}"
+        symbols = find_symbols(text, self.symbol_prefixes) if self.symbol_prefixes else []
+        defined = [s for s in doc.symbols[:1] if s == doc.title]
+        return Chunk(
+            id=f"{doc.id}::{index}",
+            doc_id=doc.id,
+            text=text,
+            section=doc.section or doc.title,
+            start=start,
+            end=end,
+            symbols=list(dict.fromkeys(defined + symbols)),
+        )
+
+
+def hf_token_counter(tokenizer_file: str) -> Callable[[str], int]:
+    """Count tokens with the embedding model's own fast tokenizer (tokenizer.json)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(tokenizer_file)
+    tokenizer.no_truncation()
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    return count

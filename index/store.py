@@ -1,0 +1,480 @@
+"""The on-disk index: SQLite for records and state, FAISS for vectors, BM25 for terms.
+
+Atomicity. SQLite is the source of truth; the FAISS and BM25 files are derived
+from it and written per *generation* (`vectors/gen-N.faiss`, `bm25/gen-N/`).
+A write (`Store.writer()`) runs in one SQLite transaction; on success it builds
+the next generation's files under temporary names, renames them into place,
+then records the new generation number in the same transaction and commits.
+A crash before the commit rolls SQLite back and leaves the previous generation
+(files and rows) untouched and readable; stray files of an unfinished
+generation are removed by the next writer. Readers load the generation named
+in SQLite, so they never see half an index.
+
+Embeddings live in a separate cache database keyed by (text hash, model), which
+commits as it goes: a crashed ingest loses no embedding work, and re-ingest
+embeds only chunks whose text changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sciknow.index.terms import terms
+from sciknow.records import Chunk, Document, Evidence
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, origin TEXT NOT NULL, kind TEXT NOT NULL,
+    uri TEXT NOT NULL, title TEXT NOT NULL, official INTEGER NOT NULL, date TEXT,
+    version TEXT, section TEXT, start_line INTEGER, end_line INTEGER, symbols TEXT NOT NULL,
+    meta TEXT NOT NULL, content_hash TEXT NOT NULL, text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_origin ON documents (source, origin);
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
+    doc_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    text TEXT NOT NULL, section TEXT, start INTEGER, end_ INTEGER, symbols TEXT NOT NULL,
+    content_hash TEXT NOT NULL, terms TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id);
+CREATE TABLE IF NOT EXISTS symbols (
+    symbol TEXT NOT NULL, lower TEXT NOT NULL, chunk_rowid INTEGER NOT NULL
+        REFERENCES chunks (rowid) ON DELETE CASCADE,
+    defines INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS symbols_lower ON symbols (lower);
+CREATE INDEX IF NOT EXISTS symbols_chunk ON symbols (chunk_rowid);
+CREATE TABLE IF NOT EXISTS source_state (source TEXT PRIMARY KEY, state TEXT NOT NULL);
+"""
+
+CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    content_hash TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY (content_hash, model)
+);
+"""
+
+
+@dataclass
+class Filters:
+    """Restrict retrieval by document kind, source and official status."""
+
+    kinds: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    official: bool | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.kinds or self.sources or self.official is not None)
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if self.kinds:
+            clauses.append(f"d.kind IN ({','.join('?' * len(self.kinds))})")
+            params.extend(self.kinds)
+        if self.sources:
+            clauses.append(f"d.source IN ({','.join('?' * len(self.sources))})")
+            params.extend(self.sources)
+        if self.official is not None:
+            clauses.append("d.official = ?")
+            params.append(int(self.official))
+        return (" AND ".join(clauses) or "1"), params
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class EmbeddingCache:
+    """Vectors by (text hash, model), committed immediately so crashes lose no work."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = _connect(path)
+        self.conn.executescript(CACHE_SCHEMA)
+
+    def missing(self, hashes: Iterable[str], model: str) -> list[str]:
+        wanted = list(dict.fromkeys(hashes))
+        have = set()
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT content_hash FROM embeddings WHERE model = ? AND content_hash IN "
+                f"({','.join('?' * len(batch))})",
+                [model, *batch],
+            )
+            have.update(row[0] for row in rows)
+        return [h for h in wanted if h not in have]
+
+    def put(self, hashes: list[str], vectors: np.ndarray, model: str) -> None:
+        vectors = vectors.astype(np.float32)
+        rows = [(h, model, v.tobytes()) for h, v in zip(hashes, vectors, strict=True)]
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
+
+    def get(self, hashes: list[str], model: str, dimension: int) -> np.ndarray:
+        found: dict[str, bytes] = {}
+        for start in range(0, len(hashes), 500):
+            batch = hashes[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT content_hash, vector FROM embeddings WHERE model = ? AND content_hash IN "
+                f"({','.join('?' * len(batch))})",
+                [model, *batch],
+            )
+            found.update(rows)
+        out = np.zeros((len(hashes), dimension), dtype=np.float32)
+        for i, h in enumerate(hashes):
+            out[i] = np.frombuffer(found[h], dtype=np.float32)
+        return out
+
+
+class Store:
+    """Records, vectors and terms of one data directory (see the module docstring)."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.root = Path(data_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "vectors").mkdir(exist_ok=True)
+        (self.root / "bm25").mkdir(exist_ok=True)
+        self.conn = _connect(self.root / "index.sqlite")
+        self.conn.executescript(SCHEMA)
+        self.cache = EmbeddingCache(self.root / "embeddings.sqlite")
+        self._loaded_generation = -1
+        self._faiss: Any = None
+        self._bm25: Any = None
+        self._bm25_rowids = np.zeros(0, dtype=np.int64)
+
+    # ----- reading -----------------------------------------------------------------
+
+    def generation(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def meta_value(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def get_state(self, source: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT state FROM source_state WHERE source = ?", (source,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _ensure_loaded(self) -> None:
+        """Load the FAISS and BM25 files of the committed generation (once per generation)."""
+        generation = self.generation()
+        if generation == self._loaded_generation:
+            return
+        self._faiss, self._bm25, self._bm25_rowids = None, None, np.zeros(0, dtype=np.int64)
+        if generation > 0:
+            import bm25s
+            import faiss
+
+            self._faiss = faiss.read_index(str(self._faiss_path(generation)))
+            bm25_dir = self._bm25_path(generation)
+            self._bm25_rowids = np.load(bm25_dir / "rowids.npy")
+            if len(self._bm25_rowids):
+                self._bm25 = bm25s.BM25.load(str(bm25_dir))
+        self._loaded_generation = generation
+
+    def allowed_rowids(self, filters: Filters) -> np.ndarray | None:
+        if not filters:
+            return None
+        where, params = filters.sql()
+        rows = self.conn.execute(
+            f"SELECT c.rowid FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}",
+            params,
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def search_dense(
+        self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-k chunk rowids by inner product (cosine: vectors are unit length)."""
+        import faiss
+
+        self._ensure_loaded()
+        if self._faiss is None or self._faiss.ntotal == 0:
+            return []
+        params = None
+        if allowed is not None:
+            if len(allowed) == 0:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        scores, ids = self._faiss.search(query, min(k, self._faiss.ntotal), params=params)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def search_terms(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-k chunk rowids by BM25 over identifier-aware terms."""
+        self._ensure_loaded()
+        if self._bm25 is None:
+            return []
+        vocab = self._bm25.vocab_dict
+        query_terms = [t for t in terms(query) if t in vocab]
+        if not query_terms:
+            return []
+        mask = None
+        if allowed is not None:
+            mask = np.isin(self._bm25_rowids, allowed).astype(np.float32)
+        scores = self._bm25.get_scores(query_terms, weight_mask=mask)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [(int(self._bm25_rowids[i]), float(scores[i])) for i in top if scores[i] > 0]
+
+    def lookup_symbols(
+        self, names: Iterable[str], k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Chunks that define (first) or mention the named symbols, case-insensitively.
+
+        Score = 2 per query symbol defined + 1 per symbol mentioned, so the man page
+        of `KSPSetTolerances` outranks the hundred pages that merely call it.
+        """
+        lowered = list({n.lower() for n in names})
+        if not lowered:
+            return []
+        rows = self.conn.execute(
+            f"SELECT chunk_rowid, SUM(1 + defines) AS score, COUNT(*) FROM symbols "
+            f"WHERE lower IN ({','.join('?' * len(lowered))}) GROUP BY chunk_rowid "
+            f"ORDER BY score DESC, chunk_rowid LIMIT ?",
+            [*lowered, k * 20 if allowed is not None else k],
+        ).fetchall()
+        allowed_set = set(allowed.tolist()) if allowed is not None else None
+        hits = [(int(r[0]), float(r[1])) for r in rows]
+        if allowed_set is not None:
+            hits = [h for h in hits if h[0] in allowed_set]
+        return hits[:k]
+
+    def known_symbols(self, words: Iterable[str]) -> list[str]:
+        """Those of `words` that are symbols in the index (any case)."""
+        lowered = list({w.lower() for w in words})
+        if not lowered:
+            return []
+        rows = self.conn.execute(
+            f"SELECT DISTINCT lower FROM symbols WHERE lower IN ({','.join('?' * len(lowered))})",
+            lowered,
+        )
+        return [r[0] for r in rows]
+
+    def evidence(self, rowids: list[int]) -> dict[int, Evidence]:
+        if not rowids:
+            return {}
+        rows = self.conn.execute(
+            "SELECT c.rowid, c.id, c.doc_id, c.text, c.section, d.title, d.uri, d.kind, "
+            "d.source, d.official FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            f"WHERE c.rowid IN ({','.join('?' * len(rowids))})",
+            rowids,
+        )
+        out = {}
+        for rowid, cid, doc_id, text, section, title, uri, kind, source, official in rows:
+            out[rowid] = Evidence(
+                chunk_id=cid,
+                doc_id=doc_id,
+                text=text,
+                title=title,
+                uri=uri,
+                kind=kind,
+                source=source,
+                official=bool(official),
+                section=section or "",
+            )
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        by_kind = dict(
+            self.conn.execute(
+                "SELECT d.kind, COUNT(*) FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                "GROUP BY d.kind"
+            ).fetchall()
+        )
+        docs_by_source = dict(
+            self.conn.execute("SELECT source, COUNT(*) FROM documents GROUP BY source").fetchall()
+        )
+        return {
+            "data_dir": str(self.root),
+            "generation": self.generation(),
+            "embedder": self.meta_value("embedder"),
+            "documents": sum(docs_by_source.values()),
+            "chunks": sum(by_kind.values()),
+            "chunks_by_kind": by_kind,
+            "documents_by_source": docs_by_source,
+            "symbols": self.conn.execute("SELECT COUNT(DISTINCT lower) FROM symbols").fetchone()[0],
+        }
+
+    def document_hashes(self, source: str, origins: Iterable[str]) -> dict[str, str]:
+        origins = list(origins)
+        out: dict[str, str] = {}
+        for start in range(0, len(origins), 500):
+            batch = origins[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT id, content_hash FROM documents WHERE source = ? AND origin IN "
+                f"({','.join('?' * len(batch))})",
+                [source, *batch],
+            )
+            out.update(rows)
+        return out
+
+    # ----- writing -----------------------------------------------------------------
+
+    def _faiss_path(self, generation: int) -> Path:
+        return self.root / "vectors" / f"gen-{generation}.faiss"
+
+    def _bm25_path(self, generation: int) -> Path:
+        return self.root / "bm25" / f"gen-{generation}"
+
+    @contextlib.contextmanager
+    def writer(self, embedder_name: str, dimension: int) -> Iterator[Writer]:
+        """One atomic write: everything inside commits together, or not at all."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._remove_stray_generations()
+            self._check_embedder(embedder_name, dimension)
+            writer = Writer(self)
+            yield writer
+            if writer.changed or self.generation() == 0:
+                generation = self.generation() + 1
+                self._build_generation(generation, embedder_name, dimension)
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),)
+                )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self._remove_stray_generations()
+
+    def _check_embedder(self, name: str, dimension: int) -> None:
+        current = self.meta_value("embedder")
+        if current and current != name and self.generation() > 0:
+            raise RuntimeError(
+                f"this index was built with embedder {current!r}, not {name!r}; "
+                "use another --data-dir or delete this one to rebuild"
+            )
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('dimension', ?)", (str(dimension),))
+
+    def _build_generation(self, generation: int, embedder_name: str, dimension: int) -> None:
+        """Write FAISS and BM25 files for the rows as they stand in this transaction."""
+        import bm25s
+        import faiss
+
+        rows = self.conn.execute("SELECT rowid, content_hash, terms FROM chunks ORDER BY rowid")
+        rowids, hashes, corpus = [], [], []
+        for rowid, chash, chunk_terms in rows:
+            rowids.append(rowid)
+            hashes.append(chash)
+            corpus.append(chunk_terms.split())
+        ids = np.array(rowids, dtype=np.int64)
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        if len(ids):
+            index.add_with_ids(self.cache.get(hashes, embedder_name, dimension), ids)
+        faiss_tmp = self._faiss_path(generation).with_suffix(".tmp")
+        faiss.write_index(index, str(faiss_tmp))
+        os.replace(faiss_tmp, self._faiss_path(generation))
+
+        bm25_tmp = self._bm25_path(generation).with_name(f"gen-{generation}.tmp")
+        shutil.rmtree(bm25_tmp, ignore_errors=True)
+        bm25_tmp.mkdir()
+        np.save(bm25_tmp / "rowids.npy", ids)
+        if len(ids):
+            model = bm25s.BM25()
+            model.index([c if c else [""] for c in corpus], show_progress=False)
+            model.save(str(bm25_tmp), show_progress=False)
+        os.replace(bm25_tmp, self._bm25_path(generation))
+        _fsync_dir(self.root / "vectors")
+        _fsync_dir(self.root / "bm25")
+
+    def _remove_stray_generations(self) -> None:
+        """Delete generation files other than the committed one (old or unfinished)."""
+        keep = self.generation()
+        for folder in ("vectors", "bm25"):
+            for path in (self.root / folder).iterdir():
+                if path.name in (f"gen-{keep}.faiss", f"gen-{keep}"):
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+
+
+class Writer:
+    """Row changes inside `Store.writer()`; each origin is replaced as a whole."""
+
+    def __init__(self, store: Store) -> None:
+        self.conn = store.conn
+        self.changed = False
+
+    def delete_origins(self, source: str, origins: Iterable[str]) -> int:
+        deleted = 0
+        for origin in origins:
+            cursor = self.conn.execute(
+                "DELETE FROM documents WHERE source = ? AND origin = ?", (source, origin)
+            )
+            deleted += cursor.rowcount
+        self.changed |= deleted > 0
+        return deleted
+
+    def delete_ids(self, doc_ids: Iterable[str]) -> int:
+        deleted = 0
+        for doc_id in doc_ids:
+            deleted += self.conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount
+        self.changed |= deleted > 0
+        return deleted
+
+    def add(self, doc: Document, chunks: list[Chunk]) -> None:
+        """Insert a document and its chunks (their embeddings must be in the cache)."""
+        self.changed = True
+        self.conn.execute("DELETE FROM documents WHERE id = ?", (doc.id,))
+        self.conn.execute(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                doc.id, doc.source, doc.origin, doc.kind, doc.uri, doc.title, int(doc.official),
+                doc.date, doc.version, doc.section, doc.start_line, doc.end_line,
+                json.dumps(doc.symbols), json.dumps(doc.meta, default=str), doc.content_hash,
+                doc.text,
+            ),
+        )  # fmt: skip
+        for chunk in chunks:
+            cursor = self.conn.execute(
+                "INSERT INTO chunks (id, doc_id, text, section, start, end_, symbols, "
+                "content_hash, terms) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    chunk.id, chunk.doc_id, chunk.text, chunk.section, chunk.start, chunk.end,
+                    json.dumps(chunk.symbols), chunk.content_hash, " ".join(terms(chunk.text)),
+                ),
+            )  # fmt: skip
+            defined = {s for s in doc.symbols[:1] if s == doc.title}
+            self.conn.executemany(
+                "INSERT INTO symbols VALUES (?, ?, ?, ?)",
+                [(s, s.lower(), cursor.lastrowid, int(s in defined)) for s in chunk.symbols],
+            )
+
+    def set_state(self, source: str, state: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO source_state VALUES (?, ?)", (source, json.dumps(state))
+        )
