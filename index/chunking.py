@@ -59,14 +59,15 @@ class Chunker:
             chunk_overlap=self.overlap,
             length_function=self.count_tokens,
             separators=CODE_SEPARATORS if kind in ("code", "example") else PROSE_SEPARATORS,
-            add_start_index=True,
-            keep_separator=True,
+            keep_separator="end",
         )
-        pieces = []
-        for piece in splitter.create_documents([text]):
-            if piece.page_content.strip():
-                start = base + piece.metadata["start_index"]
-                pieces.append((piece.page_content, start, start + len(piece.page_content)))
+        pieces, cursor = [], 0
+        for piece in splitter.split_text(text):
+            found = text.find(piece, max(0, cursor - len(piece)))
+            start = found if found >= 0 else cursor
+            cursor = start + len(piece)
+            if piece.strip():
+                pieces.append((piece, base + start, base + cursor))
         return pieces
 
     def _by_message(self, doc: Document) -> list[tuple[str, int, int]]:

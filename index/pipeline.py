@@ -86,9 +86,8 @@ def _collect(
     docs: list[tuple[Document, list[Chunk]]] = []
     for origin in changed:
         for doc in by_origin.get(origin, []):
-            if known.get(doc.id) == doc.content_hash:
+            if known.pop(doc.id, None) == doc.content_hash:
                 report.unchanged_documents += 1
-                known.pop(doc.id)
                 continue
             docs.append((doc, chunker.chunk(doc)))
             report.by_kind[doc.kind] += 1
@@ -118,7 +117,7 @@ def ingest(
 ) -> IngestReport:
     """Bring the index up to date with `sources` in one atomic commit.
 
-    `before_commit` is a test hook called inside the write transaction.
+    `before_commit` is a test hook (see `Store.writer`).
     """
     started = time.perf_counter()
     report = IngestReport()
@@ -128,7 +127,7 @@ def ingest(
             batches.append(_collect(source, store, chunker, report, progress))
     all_chunks = [c for b in batches for _, chunks in b.documents for c in chunks]
     report.embedded = _embed_missing(store, embedder, all_chunks)
-    with store.writer(embedder.name, embedder.dimension) as writer:
+    with store.writer(embedder.name, embedder.dimension, before_commit) as writer:
         for batch in batches:
             report.deleted_documents += writer.delete_origins(batch.source, batch.removed_origins)
             report.deleted_documents += writer.delete_ids(batch.stale_ids)
@@ -137,7 +136,5 @@ def ingest(
                 report.documents += 1
                 report.chunks += len(chunks)
             writer.set_state(batch.source, batch.state.to_dict())
-        if before_commit:
-            before_commit()
     report.seconds = time.perf_counter() - started
     return report

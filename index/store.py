@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -348,8 +348,17 @@ class Store:
         return self.root / "bm25" / f"gen-{generation}"
 
     @contextlib.contextmanager
-    def writer(self, embedder_name: str, dimension: int) -> Iterator[Writer]:
-        """One atomic write: everything inside commits together, or not at all."""
+    def writer(
+        self,
+        embedder_name: str,
+        dimension: int,
+        before_commit: Callable[[], None] | None = None,
+    ) -> Iterator[Writer]:
+        """One atomic write: everything inside commits together, or not at all.
+
+        `before_commit` runs after the new generation's files are written and
+        before SQLite commits (tests use it to crash at the worst moment).
+        """
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._remove_stray_generations()
@@ -362,9 +371,12 @@ class Store:
                 self.conn.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),)
                 )
+            if before_commit:
+                before_commit()
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._remove_stray_generations()
             raise
         self._remove_stray_generations()
 

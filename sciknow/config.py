@@ -39,8 +39,26 @@ class Profile:
     default_rev: str = "main"
     symbol_prefixes: list[str] = field(
         default_factory=lambda: [
-            "Petsc", "PETSC", "Vec", "VEC", "Mat", "MAT", "KSP", "PC", "SNES", "TS", "DM",
-            "Tao", "TAO", "IS", "AO", "PF", "Sec", "PetscSF", "SF", "Characteristic",
+            "Petsc",
+            "PETSC",
+            "Vec",
+            "VEC",
+            "Mat",
+            "MAT",
+            "KSP",
+            "PC",
+            "SNES",
+            "TS",
+            "DM",
+            "Tao",
+            "TAO",
+            "IS",
+            "AO",
+            "PF",
+            "Sec",
+            "PetscSF",
+            "SF",
+            "Characteristic",
         ]
     )
 

@@ -1,0 +1,73 @@
+"""Build sources from `[[sources]]` config entries or from a path/URL on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sciknow.config import Config, ConfigError, SourceConfig
+from sciknow.ingest.base import Source
+
+DOC_SUFFIXES = {".md", ".rst", ".html", ".htm", ".txt"}
+MAIL_SUFFIXES = {".mbox", ".mbx"}
+
+
+def infer_kind(location: str) -> str:
+    """Guess the source kind of a command-line argument (see README, `sciknow ingest`)."""
+    if location.endswith(".git") or location.startswith(("git@", "file://")):
+        return "git"
+    if location.startswith(("http://", "https://")):
+        if "/pipermail/" in location:
+            return "pipermail"
+        if "gitlab" in location and "/-/" not in location:
+            return "gitlab"
+        return "git" if any(h in location for h in ("github.com", "gitlab.com")) else "docs"
+    path = Path(location).expanduser()
+    if not path.exists():
+        raise ConfigError(f"{location!r} is neither an existing path nor a URL")
+    if path.is_dir():
+        return "git" if (path / ".git").exists() else "docs"
+    if path.suffix in MAIL_SUFFIXES or path.name.endswith(".mbox.gz"):
+        return "mbox"
+    if path.suffix == ".json":
+        return _json_kind(path)
+    raise ConfigError(f"cannot tell what kind of source {location!r} is; add it to sciknow.toml")
+
+
+def _json_kind(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(4096).decode("utf-8", "replace")
+    if '"guild"' in head or '"channel"' in head:
+        return "discord-export"
+    return "gitlab"
+
+
+def source_for_location(location: str, config: Config) -> SourceConfig:
+    kind = infer_kind(location)
+    if "://" not in location and not location.startswith("git@"):
+        location = str(Path(location).expanduser().resolve())
+    name = f"{kind}:{location}"
+    for configured in config.sources:
+        if configured.path == location:
+            return configured
+    return SourceConfig(name=name, kind=kind, path=location, official=kind in ("git", "docs"))
+
+
+def make_source(spec: SourceConfig, config: Config) -> Source:
+    """Instantiate the ingestor for one source entry."""
+    common = {"name": spec.name, "profile": config.profile}
+    max_bytes = config.ingest.max_file_bytes
+    if spec.kind == "docs":
+        from sciknow.ingest.docs import DocsSource
+
+        return DocsSource(
+            root=spec.path, base_url=spec.base_url, max_file_bytes=max_bytes,
+            official=spec.official, exclude=spec.exclude, **common,
+        )  # fmt: skip
+    if spec.kind == "git":
+        from sciknow.ingest.gitsrc import GitSource
+
+        return GitSource(
+            location=spec.path, clone_root=config.data_path / "clones", max_file_bytes=max_bytes,
+            rev=spec.rev, official=spec.official, exclude=spec.exclude, **common,
+        )  # fmt: skip
+    raise ConfigError(f"source kind {spec.kind!r} ({spec.name}) is not supported yet")
