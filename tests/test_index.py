@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -266,4 +265,6 @@ def test_store_files_are_plain_sqlite(tmp_path, embedder, chunker):
     with sqlite3.connect(tmp_path / "data" / "index.sqlite") as conn:
         row = conn.execute("SELECT symbols FROM documents WHERE title = 'KSPSetTolerances'")
         assert json.loads(row.fetchone()[0])[0] == "KSPSetTolerances"
-    assert os.path.getsize(tmp_path / "data" / "embeddings.sqlite") > 4 * 384 * 4
+    with sqlite3.connect(tmp_path / "data" / "embeddings.sqlite") as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+    assert count == len(CORPUS)
