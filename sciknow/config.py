@@ -113,6 +113,9 @@ class Config:
         return Path(self.data_dir).expanduser()
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number"}
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Check (and for env strings, convert) one value against its declared type."""
     origin = typing.get_origin(typ)
@@ -137,9 +140,9 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
                 raise ValueError
             converted = typ(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a {typ.__name__}, got {value!r}") from None
+            raise ConfigError(f"{key} must be {_TYPE_WORDS[typ]}, got {value!r}") from None
         if typ is int and isinstance(value, float) and value != converted:
-            raise ConfigError(f"{key} must be an int, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
         return converted
     if typ is str:
         if not isinstance(value, str):
