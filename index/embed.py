@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,17 +48,29 @@ def _normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 (or any local sentence-transformers folder) on the CPU."""
+    """all-MiniLM-L6-v2 (or any local sentence-transformers folder) on the CPU.
+
+    The model loads on first use: importing torch and sentence-transformers costs
+    seconds, and a re-ingest where nothing changed never needs it.
+    """
 
     def __init__(self, folder: Path, threads: int = 2, batch_size: int = 64) -> None:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        import torch  # deferred: importing torch and sentence-transformers costs seconds
-        from sentence_transformers import SentenceTransformer
-
-        torch.set_num_threads(threads)
-        self.name = f"st:{folder.name if folder.name != 'model' else folder.parent.name}"
+        self.folder = folder
+        self.threads = threads
         self.batch_size = batch_size
-        self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        self.name = f"st:{folder.parent.name if folder.name == 'model' else folder.name}"
+        self._model = None
+
+    @property
+    def model(self) -> Any:  # a SentenceTransformer, imported lazily
+        if self._model is None:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            torch.set_num_threads(self.threads)
+            self._model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
+        return self._model
 
     @property
     def dimension(self) -> int:

@@ -127,7 +127,9 @@ def ingest(
             batches.append(_collect(source, store, chunker, report, progress))
     all_chunks = [c for b in batches for _, chunks in b.documents for c in chunks]
     report.embedded = _embed_missing(store, embedder, all_chunks)
-    with store.writer(embedder.name, embedder.dimension, before_commit) as writer:
+    known_dimension = store.meta_value("dimension")
+    dimension = int(known_dimension) if known_dimension else embedder.dimension
+    with store.writer(embedder.name, dimension, before_commit) as writer:
         for batch in batches:
             report.deleted_documents += writer.delete_origins(batch.source, batch.removed_origins)
             report.deleted_documents += writer.delete_ids(batch.stale_ids)
