@@ -107,8 +107,10 @@ class Evidence:
 
 @dataclass
 class TokenInfo:
+    """A generated token; `None` where the backend did not report the value."""
+
     text: str
-    logprob: float
+    logprob: float | None
     entropy: float | None = None
 
 
