@@ -40,18 +40,23 @@ class Chunker:
     symbol_prefixes: tuple[str, ...] = ()
 
     def chunk(self, doc: Document) -> list[Chunk]:
+        # Chunks start with the title (see `_make`): leave room for it in the budget.
+        room = self.count_tokens(doc.title) + 1
         if doc.kind == "mail" and doc.meta.get("messages"):
-            pieces = self._by_message(doc)
+            pieces = self._by_message(doc, room)
         else:
-            pieces = self._split(doc.text, doc.kind)
+            pieces = self._split(doc.text, doc.kind, room=room)
         return [self._make(doc, i, *piece) for i, piece in enumerate(pieces)]
 
-    def _budget(self, kind: str) -> int:
-        return self.manpage_tokens if kind == "manpage" else self.max_tokens
+    def _budget(self, kind: str, room: int) -> int:
+        budget = self.manpage_tokens if kind == "manpage" else self.max_tokens
+        return max(budget - room, self.overlap + 1)
 
-    def _split(self, text: str, kind: str, base: int = 0) -> list[tuple[str, int, int]]:
+    def _split(
+        self, text: str, kind: str, base: int = 0, room: int = 0
+    ) -> list[tuple[str, int, int]]:
         """Pieces of `text` as (text, start, end), offsets in the document (`base` + index)."""
-        budget = self._budget(kind)
+        budget = self._budget(kind, room)
         if self.count_tokens(text) <= budget:
             return [(text, base, base + len(text))]
         splitter = RecursiveCharacterTextSplitter(
@@ -70,15 +75,16 @@ class Chunker:
                 pieces.append((piece, base + start, base + cursor))
         return pieces
 
-    def _by_message(self, doc: Document) -> list[tuple[str, int, int]]:
+    def _by_message(self, doc: Document, room: int) -> list[tuple[str, int, int]]:
         messages = doc.meta["messages"]
         first = messages[0]
         question = doc.text[first["start"] : first["end"]]
-        pieces = self._split(question, "mail", first["start"])
+        pieces = self._split(question, "mail", first["start"], room)
         context = question[:QUESTION_CONTEXT_CHARS]
+        room += self.count_tokens(context) + 2
         for message in messages[1:]:
             body = doc.text[message["start"] : message["end"]]
-            for text, start, end in self._split(body, "mail", message["start"]):
+            for text, start, end in self._split(body, "mail", message["start"], room):
                 pieces.append((f"{context}\n…\n{text}", start, end))
         return pieces
 
@@ -104,6 +110,7 @@ def hf_token_counter(tokenizer_file: str) -> Callable[[str], int]:
 
     tokenizer = Tokenizer.from_file(tokenizer_file)
     tokenizer.no_truncation()
+    tokenizer.no_padding()  # tokenizer.json pads to 128, which would count every text as 128
 
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False).ids)
