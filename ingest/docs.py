@@ -131,6 +131,7 @@ class DocsSource:
     def _iter_tree(self, root: Path, since: State | None) -> Iterator[Document]:
         if not root.is_dir():
             self._log.skip(str(root), "docs root is not a folder")
+            self._complete = False  # a missing tree must not delete what was indexed
             return
         labels = Labels()
         todo: list[tuple[str, str, str]] = []

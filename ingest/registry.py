@@ -52,22 +52,40 @@ def source_for_location(location: str, config: Config) -> SourceConfig:
     return SourceConfig(name=name, kind=kind, path=location, official=kind in ("git", "docs"))
 
 
-def make_source(spec: SourceConfig, config: Config) -> Source:
-    """Instantiate the ingestor for one source entry."""
-    common = {"name": spec.name, "profile": config.profile}
+def make_sources(spec: SourceConfig, config: Config) -> list[Source]:
+    """Instantiate the ingestor(s) for one source entry.
+
+    A git source tree also gets a docs source over its `doc/` folder (named
+    `<name>-doc`), so a whole-repository ingest includes the manual, FAQ and
+    release notes, parsed by section with petsc.org anchors.
+    """
+    common = {"profile": config.profile}
     max_bytes = config.ingest.max_file_bytes
     if spec.kind == "docs":
         from sciknow.ingest.docs import DocsSource
 
-        return DocsSource(
-            root=spec.path, base_url=spec.base_url, max_file_bytes=max_bytes,
-            official=spec.official, exclude=spec.exclude, **common,
-        )  # fmt: skip
+        return [
+            DocsSource(
+                name=spec.name, root=spec.path, base_url=spec.base_url, max_file_bytes=max_bytes,
+                official=spec.official, exclude=spec.exclude, **common,
+            )
+        ]  # fmt: skip
     if spec.kind == "git":
-        from sciknow.ingest.gitsrc import GitSource
+        from sciknow.ingest.docs import DocsSource
+        from sciknow.ingest.gitsrc import GitSource, is_url
 
-        return GitSource(
-            location=spec.path, clone_root=config.data_path / "clones", max_file_bytes=max_bytes,
-            rev=spec.rev, official=spec.official, exclude=spec.exclude, **common,
-        )  # fmt: skip
+        clone_root = config.data_path / "clones"
+        tree = clone_root / spec.name if is_url(spec.path) else Path(spec.path)
+        doc_exclude = [p.removeprefix("doc/") for p in spec.exclude if p.startswith("doc/")]
+        return [
+            GitSource(
+                name=spec.name, location=spec.path, clone_root=clone_root,
+                max_file_bytes=max_bytes, rev=spec.rev, official=spec.official,
+                exclude=[*spec.exclude, "doc/changes/"], **common,
+            ),
+            DocsSource(
+                name=f"{spec.name}-doc", root=str(tree / "doc"), base_url=spec.base_url,
+                max_file_bytes=max_bytes, official=spec.official, exclude=doc_exclude, **common,
+            ),
+        ]  # fmt: skip
     raise ConfigError(f"source kind {spec.kind!r} ({spec.name}) is not supported yet")

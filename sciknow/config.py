@@ -34,6 +34,7 @@ class Profile:
     """What sciknow knows about the target library."""
 
     name: str = "petsc"
+    display_name: str = "PETSc"
     docs_url: str = "https://petsc.org/release/"
     blob_url: str = "https://gitlab.com/petsc/petsc/-/blob/{rev}/{path}#L{start}-{end}"
     default_rev: str = "main"

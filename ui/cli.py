@@ -23,7 +23,7 @@ log = logging.getLogger("sciknow")
 def _ingest(args: argparse.Namespace, config: Config) -> int:
     from sciknow.index.factory import load_embedder, make_chunker, open_store
     from sciknow.index.pipeline import ingest
-    from sciknow.ingest.registry import make_source, source_for_location
+    from sciknow.ingest.registry import make_sources, source_for_location
 
     specs = [source_for_location(loc, config) for loc in args.locations] or config.sources
     if not specs:
@@ -31,7 +31,7 @@ def _ingest(args: argparse.Namespace, config: Config) -> int:
             "nothing to ingest: pass a path or URL (sciknow ingest ../petsc) "
             "or add [[sources]] to sciknow.toml"
         )
-    sources = [make_source(spec, config) for spec in specs]
+    sources = [source for spec in specs for source in make_sources(spec, config)]
     report = ingest(open_store(config), sources, load_embedder(config), make_chunker(config))
     print(report.summary())
     if args.verbose or len(report.skipped) <= 20:
@@ -50,13 +50,9 @@ def _parse_filters(args: argparse.Namespace) -> Any:
 
 
 def _search(args: argparse.Namespace, config: Config) -> int:
-    from sciknow.index.factory import load_embedder, open_store
-    from sciknow.rerank.hybrid import HybridRetriever
+    from sciknow.serve.factory import build_retriever
 
-    store = open_store(config)
-    if store.generation() == 0:
-        raise ConfigError(f"the index in {config.data_path} is empty: run `sciknow ingest` first")
-    retriever = HybridRetriever(store, load_embedder(config), config.retrieval, config.profile)
+    retriever = build_retriever(config)
     results = retriever.search(args.question, args.k, _parse_filters(args))
     if args.json:
         print(json.dumps([e.to_dict() for e in results], indent=2, ensure_ascii=False))
@@ -83,6 +79,52 @@ def _stats(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _ask(args: argparse.Namespace, config: Config) -> int:
+    from sciknow.serve.factory import build_assistant
+
+    assistant = build_assistant(config, args.backend)
+    answer = None
+    for event in assistant.stream(args.question, k=args.k, filters=_parse_filters(args)):
+        if event.token is not None and not args.json:
+            print(event.token.text, end="", flush=True)
+        answer = event.answer or answer
+    assert answer is not None
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    print(answer.text if answer.abstained else "")
+    label = "Closest passages" if answer.abstained else "Sources"
+    print(f"\n{label}:")
+    for citation in answer.citations:
+        print(f"  [{citation['n']}] {citation['title']}\n      {citation['uri']}")
+    timings = answer.timings
+    if "tokens_per_s" in timings:
+        print(
+            f"\n(retrieval {timings['retrieval_ms']:.0f} ms, first token "
+            f"{timings['ttft_ms']:.0f} ms, {timings['tokens_per_s']:.1f} tokens/s)"
+        )
+    return 0
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    import uvicorn
+
+    from sciknow.serve.api import create_app
+    from sciknow.serve.factory import build_assistant
+
+    app = create_app(build_assistant(config, args.backend))
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"
+    )
+    return 0
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", action="append", help="only this document kind (repeatable)")
+    parser.add_argument("--source", action="append", help="only this source (repeatable)")
+    parser.add_argument("--official", choices=["yes", "no"], help="only (un)official documents")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sciknow", description="Knowledge assistant for scientific software."
@@ -99,11 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     search = verbs.add_parser("search", help="print ranked passages for a question")
     search.add_argument("question")
     search.add_argument("-k", type=int, default=None, help="how many passages (default 8)")
-    search.add_argument("--kind", action="append", help="only this document kind (repeatable)")
-    search.add_argument("--source", action="append", help="only this source (repeatable)")
-    search.add_argument("--official", choices=["yes", "no"], help="only (un)official documents")
+    _add_filters(search)
     search.add_argument("--json", action="store_true", help="print JSON")
     search.set_defaults(run=_search)
+
+    ask = verbs.add_parser("ask", help="answer a question with cited sources")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, default=None, help="passages given to the model (default 6)")
+    ask.add_argument("--backend", choices=["embedded", "vllm"], help="default: models.backend")
+    _add_filters(ask)
+    ask.add_argument("--json", action="store_true", help="print the Answer record as JSON")
+    ask.set_defaults(run=_ask)
+
+    serve = verbs.add_parser("serve", help="HTTP API (ask, search, health)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--backend", choices=["embedded", "vllm"], help="default: models.backend")
+    serve.set_defaults(run=_serve)
 
     stats = verbs.add_parser("stats", help="what the index holds")
     stats.add_argument("--json", action="store_true")

@@ -1,0 +1,41 @@
+"""Build the backend and the assistant described by a `Config`."""
+
+from __future__ import annotations
+
+from sciknow.config import Config
+from sciknow.index.factory import load_embedder, open_store
+from sciknow.rerank.hybrid import HybridRetriever
+from sciknow.serve.answer import AnswerSettings, Assistant
+from sciknow.serve.backend import Backend, make_backend
+
+
+def build_backend(config: Config, name: str | None = None) -> Backend:
+    """The embedded model (default, offline) or a vLLM server, per `[models]`."""
+    models = config.models
+    name = name or models.backend
+    if name == "embedded":
+        return make_backend(
+            "embedded", model_path=models.gguf or None, n_ctx=models.n_ctx, n_threads=models.threads
+        )
+    return make_backend("vllm", url=models.vllm_url, model=models.vllm_model or None)
+
+
+def build_retriever(config: Config) -> HybridRetriever:
+    store = open_store(config)
+    if store.generation() == 0:
+        raise RuntimeError(f"the index in {config.data_path} is empty: run `sciknow ingest` first")
+    return HybridRetriever(store, load_embedder(config), config.retrieval, config.profile)
+
+
+def build_assistant(config: Config, backend: str | None = None) -> Assistant:
+    answer = config.answer
+    settings = AnswerSettings(
+        k=answer.k,
+        max_tokens=answer.max_tokens,
+        temperature=answer.temperature,
+        min_relevance=answer.min_relevance,
+        library=config.profile.name.upper()
+        if config.profile.name == "petsc"
+        else config.profile.name,
+    )
+    return Assistant(build_retriever(config), build_backend(config, backend), settings)
