@@ -26,7 +26,7 @@ def infer_kind(location: str) -> str:
         raise ConfigError(f"{location!r} is neither an existing path nor a URL")
     if path.is_dir():
         return "git" if (path / ".git").exists() else "docs"
-    if path.suffix in MAIL_SUFFIXES or path.name.endswith(".mbox.gz"):
+    if path.suffix in MAIL_SUFFIXES or path.name.endswith((".mbox.gz", ".txt.gz")):
         return "mbox"
     if path.suffix == ".json":
         return _json_kind(path)
@@ -88,4 +88,31 @@ def make_sources(spec: SourceConfig, config: Config) -> list[Source]:
                 max_file_bytes=max_bytes, official=spec.official, exclude=doc_exclude, **common,
             ),
         ]  # fmt: skip
-    raise ConfigError(f"source kind {spec.kind!r} ({spec.name}) is not supported yet")
+    return [_community_source(spec, config)]
+
+
+def _community_source(spec: SourceConfig, config: Config) -> Source:
+    """Mail, issue and chat sources: unofficial, incremental by time."""
+    common = {
+        "name": spec.name,
+        "location": spec.path,
+        "profile": config.profile,
+        "maintainers": config.profile.maintainers,
+    }
+    if spec.kind == "pipermail":
+        from sciknow.ingest.pipermail import PipermailSource
+
+        return PipermailSource(**common)
+    if spec.kind == "mbox":
+        from sciknow.ingest.mail import MboxSource
+
+        return MboxSource(archive_url=spec.base_url, **common)
+    if spec.kind == "gitlab":
+        from sciknow.ingest.gitlab import GitLabSource
+
+        return GitLabSource(**common)
+    if spec.kind == "discord-export":
+        from sciknow.ingest.discord import DiscordExportSource
+
+        return DiscordExportSource(**common)
+    raise ConfigError(f"source kind {spec.kind!r} ({spec.name}) is not supported")

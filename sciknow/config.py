@@ -38,6 +38,8 @@ class Profile:
     docs_url: str = "https://petsc.org/release/"
     blob_url: str = "https://gitlab.com/petsc/petsc/-/blob/{rev}/{path}#L{start}-{end}"
     default_rev: str = "main"
+    # Names (and GitLab/Discord usernames) whose replies are marked as maintainers'.
+    maintainers: list[str] = field(default_factory=list)
     symbol_prefixes: list[str] = field(
         default_factory=lambda: [
             "Petsc",
