@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on its own logger
+    if not args.verbose:  # skips are summarized at the end instead
         logging.getLogger("sciknow").setLevel(logging.ERROR)
     environ = dict(os.environ)
     if args.data_dir:
