@@ -99,7 +99,8 @@ def _embed_missing(
     store: Store, embedder: Embedder, chunks: list[Chunk], batch_size: int = 256
 ) -> int:
     by_hash = {c.content_hash: c.text for c in chunks}
-    missing = store.cache.missing(by_hash, embedder.name)
+    # Similar lengths batch together, so little compute goes to padding.
+    missing = sorted(store.cache.missing(by_hash, embedder.name), key=lambda h: len(by_hash[h]))
     with tqdm(total=len(missing), desc="embedding", unit="chunk", disable=None) as bar:
         for start in range(0, len(missing), batch_size):
             hashes = missing[start : start + batch_size]
