@@ -102,6 +102,16 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _select_in(
+    conn: sqlite3.Connection, sql: str, fixed: list[Any], values: Iterable[Any]
+) -> Iterator[tuple]:
+    """Rows of `sql` (ending in `IN`) for `values`, in batches under SQLite's variable limit."""
+    values = list(values)
+    for start in range(0, len(values), 500):
+        batch = values[start : start + 500]
+        yield from conn.execute(f"{sql} ({','.join('?' * len(batch))})", [*fixed, *batch])
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -119,15 +129,8 @@ class EmbeddingCache:
 
     def missing(self, hashes: Iterable[str], model: str) -> list[str]:
         wanted = list(dict.fromkeys(hashes))
-        have = set()
-        for start in range(0, len(wanted), 500):
-            batch = wanted[start : start + 500]
-            rows = self.conn.execute(
-                f"SELECT content_hash FROM embeddings WHERE model = ? AND content_hash IN "
-                f"({','.join('?' * len(batch))})",
-                [model, *batch],
-            )
-            have.update(row[0] for row in rows)
+        sql = "SELECT content_hash FROM embeddings WHERE model = ? AND content_hash IN"
+        have = {row[0] for row in _select_in(self.conn, sql, [model], wanted)}
         return [h for h in wanted if h not in have]
 
     def put(self, hashes: list[str], vectors: np.ndarray, model: str) -> None:
@@ -137,15 +140,8 @@ class EmbeddingCache:
             self.conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
 
     def get(self, hashes: list[str], model: str, dimension: int) -> np.ndarray:
-        found: dict[str, bytes] = {}
-        for start in range(0, len(hashes), 500):
-            batch = hashes[start : start + 500]
-            rows = self.conn.execute(
-                f"SELECT content_hash, vector FROM embeddings WHERE model = ? AND content_hash IN "
-                f"({','.join('?' * len(batch))})",
-                [model, *batch],
-            )
-            found.update(rows)
+        sql = "SELECT content_hash, vector FROM embeddings WHERE model = ? AND content_hash IN"
+        found = dict(_select_in(self.conn, sql, [model], hashes))
         out = np.zeros((len(hashes), dimension), dtype=np.float32)
         for i, h in enumerate(hashes):
             out[i] = np.frombuffer(found[h], dtype=np.float32)
@@ -327,17 +323,8 @@ class Store:
         }
 
     def document_hashes(self, source: str, origins: Iterable[str]) -> dict[str, str]:
-        origins = list(origins)
-        out: dict[str, str] = {}
-        for start in range(0, len(origins), 500):
-            batch = origins[start : start + 500]
-            rows = self.conn.execute(
-                f"SELECT id, content_hash FROM documents WHERE source = ? AND origin IN "
-                f"({','.join('?' * len(batch))})",
-                [source, *batch],
-            )
-            out.update(rows)
-        return out
+        sql = "SELECT id, content_hash FROM documents WHERE source = ? AND origin IN"
+        return dict(_select_in(self.conn, sql, [source], origins))
 
     # ----- writing -----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sciknow.config import AnswerConfig
 from sciknow.index.store import Filters
 from sciknow.records import Answer, Evidence, TokenInfo
 from sciknow.rerank.hybrid import HybridRetriever
@@ -35,15 +36,6 @@ _FOLLOW_UP_RE = re.compile(
     r"^(and|also|what about|how about|same for|then|but|or)\b|\b(it|that|this|those|them)\b",
     re.IGNORECASE,
 )
-
-
-@dataclass
-class AnswerSettings:
-    k: int = 6
-    max_tokens: int = 384
-    temperature: float = 0.0
-    min_relevance: float = 0.3
-    library: str = "PETSc"
 
 
 @dataclass
@@ -76,11 +68,16 @@ class Assistant:
     """Answers questions from the index with one shared backend."""
 
     def __init__(
-        self, retriever: HybridRetriever, backend: Backend, settings: AnswerSettings
+        self,
+        retriever: HybridRetriever,
+        backend: Backend,
+        settings: AnswerConfig,
+        library: str = "PETSc",
     ) -> None:
         self.retriever = retriever
         self.backend = backend
         self.settings = settings
+        self.library = library
 
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self.backend.chat_tokens(messages))
@@ -106,7 +103,7 @@ class Assistant:
             self.count_tokens,
             self.backend.context_window,
             reserve=self.settings.max_tokens,
-            library=self.settings.library,
+            library=self.library,
             history=history,
         )
         tokens: list[GenToken] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sciknow.config import Config
 from sciknow.index.factory import load_embedder, open_store
 from sciknow.rerank.hybrid import HybridRetriever
-from sciknow.serve.answer import AnswerSettings, Assistant
+from sciknow.serve.answer import Assistant
 from sciknow.serve.backend import Backend, make_backend
 
 
@@ -28,14 +28,9 @@ def build_retriever(config: Config) -> HybridRetriever:
 
 
 def build_assistant(config: Config, backend: str | None = None) -> Assistant:
-    answer = config.answer
-    settings = AnswerSettings(
-        k=answer.k,
-        max_tokens=answer.max_tokens,
-        temperature=answer.temperature,
-        min_relevance=answer.min_relevance,
-        library=config.profile.name.upper()
-        if config.profile.name == "petsc"
-        else config.profile.name,
+    return Assistant(
+        build_retriever(config),
+        build_backend(config, backend),
+        config.answer,
+        library=config.profile.display_name,
     )
-    return Assistant(build_retriever(config), build_backend(config, backend), settings)
