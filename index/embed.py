@@ -29,6 +29,9 @@ class Embedder(Protocol):
         ...
 
 
+SMALL_BATCH = 8
+
+
 def package_model_dir(dist: str) -> Path:
     """The model folder shipped inside an installed PyPI package."""
     module = dist.replace("-", "_")
@@ -65,10 +68,8 @@ class SentenceTransformerEmbedder:
     def model(self) -> Any:  # a SentenceTransformer, imported lazily
         if self._model is None:
             os.environ["HF_HUB_OFFLINE"] = "1"
-            import torch
             from sentence_transformers import SentenceTransformer
 
-            torch.set_num_threads(self.threads)
             self._model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
         return self._model
 
@@ -79,7 +80,13 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
+        import torch
+
+        model = self.model
+        # A query is too small to split across threads: one thread answers it ~4x
+        # faster (measured: 35 ms vs 130-500 ms with two threads on a busy 2-core box).
+        torch.set_num_threads(1 if len(texts) <= SMALL_BATCH else self.threads)
+        vectors = model.encode(
             texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
         )
         return _normalize(vectors)
