@@ -135,15 +135,17 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, default=Path("../shared/eval/faq_dev.jsonl"))
     parser.add_argument("--git", type=Path, help="a PETSc work tree to ingest whole")
     parser.add_argument("--out", type=Path, default=Path("bench/results/ingest.json"))
+    parser.add_argument("--keep", type=Path, help="build the indexes here and keep them")
     args = parser.parse_args()
     questions = [json.loads(line)["question"] for line in args.questions.open()]
     results = {}
     with tempfile.TemporaryDirectory(prefix="sciknow-bench-") as tmp:
+        work = args.keep or Path(tmp)
         if args.docs.exists():
-            results["docs"] = bench_docs(args.docs, Path(tmp), questions)
+            results["docs"] = bench_docs(args.docs, work, questions)
             print(json.dumps(results["docs"], indent=2))
         if args.git:
-            results["git"] = bench_git(args.git, Path(tmp))
+            results["git"] = bench_git(args.git, work)
             print(json.dumps(results["git"], indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
