@@ -120,6 +120,31 @@ def bench_git(repo: Path, work: Path) -> dict:
     return result
 
 
+def count_only(location: Path) -> dict:
+    """Read and chunk a tree without embedding: documents and chunks by kind, time, memory."""
+    import resource
+    from collections import Counter
+
+    from sciknow.index.factory import make_chunker
+    from sciknow.ingest.registry import make_sources, source_for_location
+
+    config = load_config(environ={**os.environ, "SCIKNOW_DATA_DIR": tempfile.mkdtemp()})
+    chunker = make_chunker(config)
+    docs, chunks = Counter(), Counter()
+    started = time.perf_counter()
+    for source in make_sources(source_for_location(str(location), config), config):
+        for doc in source.iter_documents(None):
+            docs[doc.kind] += 1
+            chunks[doc.kind] += len(chunker.chunk(doc))
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "documents_by_kind": dict(docs),
+        "chunks_by_kind": dict(chunks),
+        "chunks": sum(chunks.values()),
+    }
+
+
 QUESTIONS_FOR_CODE = [
     "How do I set the tolerances of a KSP solver?",
     "What does MatZeroRowsColumns do?",
@@ -136,6 +161,7 @@ def main() -> None:
     parser.add_argument("--git", type=Path, help="a PETSc work tree to ingest whole")
     parser.add_argument("--out", type=Path, default=Path("bench/results/ingest.json"))
     parser.add_argument("--keep", type=Path, help="build the indexes here and keep them")
+    parser.add_argument("--count-only", action="store_true", help="--git: read and chunk only")
     args = parser.parse_args()
     questions = [json.loads(line)["question"] for line in args.questions.open()]
     results = {}
@@ -144,7 +170,10 @@ def main() -> None:
         if args.docs.exists():
             results["docs"] = bench_docs(args.docs, work, questions)
             print(json.dumps(results["docs"], indent=2))
-        if args.git:
+        if args.git and args.count_only:
+            results["git_counts"] = count_only(args.git)
+            print(json.dumps(results["git_counts"], indent=2))
+        elif args.git:
             results["git"] = bench_git(args.git, work)
             print(json.dumps(results["git"], indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
