@@ -1,56 +1,119 @@
-"""Hybrid retrieval: dense ∪ BM25 ∪ exact symbol lookup, fused by weighted reciprocal rank.
+"""Hybrid retrieval: dense ∪ BM25 ∪ exact symbols → fusion → optional model reranker → diversity.
 
 Dense vectors catch paraphrases, BM25 catches rare words, and the symbol table
 catches the names users type (`MatZeroRowsColumns`, `-pc_factor_mat_ordering_type`)
-and sends them to the page that defines them. Reciprocal rank fusion needs no
-score calibration between the three, which is why it is the starting point.
+and sends them to the page that defines them (see `fusion.py`). Weighted
+reciprocal rank fusion merges the three; a cross-encoder or the LLM may then
+reorder the fused top candidates, and the diversity stage spends the final `k`
+slots on distinct passages. Which stages run, and their weights, come from
+`RetrievalConfig`; the defaults are the best setup measured offline on 2 cores
+(README, "Retrieval quality").
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from sciknow.config import Profile, RetrievalConfig
 from sciknow.index.embed import Embedder
 from sciknow.index.store import Filters, Store
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Evidence
+from sciknow.rerank.base import Reranker
+from sciknow.rerank.diversity import Diversifier
+from sciknow.rerank.fusion import (
+    Ranking,
+    SymbolFeedback,
+    reciprocal_rank_fusion,
+    symbol_ranking,
+)
+
+__all__ = ["HybridRetriever", "reciprocal_rank_fusion"]
 
 _IDENTIFIER_RE = re.compile(r"-?[A-Za-z_][A-Za-z0-9_]*")
 
 
-def reciprocal_rank_fusion(
-    rankings: dict[str, list[tuple[int, float]]], weights: dict[str, float], k: int = 60
-) -> list[tuple[int, float, dict[str, float]]]:
-    """Fuse ranked lists: score(d) = Σ_r w_r / (k + rank_r(d)), ranks from 1.
-
-    Returns (id, fused score, {retriever: rank}) sorted by fused score, ties by id.
-    """
-    fused: dict[int, float] = defaultdict(float)
-    ranks: dict[int, dict[str, float]] = defaultdict(dict)
-    for name, ranking in rankings.items():
-        weight = weights.get(name, 1.0)
-        for rank, (item, _score) in enumerate(ranking, start=1):
-            fused[item] += weight / (k + rank)
-            ranks[item][name] = rank
-    order = sorted(fused, key=lambda item: (-fused[item], item))
-    return [(item, fused[item], ranks[item]) for item in order]
-
-
 @dataclass
 class HybridRetriever:
+    """Ranked evidence for a question: fusion, symbol feedback, model reranker, diversity.
+
+    `reranker` overrides `settings.reranker`: the "llm" reranker needs a model
+    backend, so whoever owns one passes it in (rerank/ does not import serve/).
+    """
+
     store: Store
     embedder: Embedder
     settings: RetrievalConfig
     profile: Profile
+    reranker: Reranker | None = None
+    feedback: SymbolFeedback | None = field(init=False)
+    diversifier: Diversifier = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.feedback = None
+        if settings.feedback_weight:
+            self.feedback = SymbolFeedback(
+                tuple(self.profile.symbol_prefixes),
+                settings.feedback_weight,
+                settings.feedback_depth,
+                settings.feedback_keep,
+                settings.rrf_k,
+            )
+        self.diversifier = Diversifier(
+            settings.max_per_doc, settings.max_per_page, settings.max_similarity
+        )
+        if self.reranker is not None or self.settings.reranker == "none":
+            return
+        if self.settings.reranker == "llm":
+            raise RuntimeError(
+                "retrieval.reranker = 'llm' needs a model backend: build the retriever with "
+                "reranker=LLMReranker(backend)"
+            )
+        from sciknow.rerank.cross_encoder import CrossEncoderReranker
+
+        self.reranker = CrossEncoderReranker(self.settings.cross_encoder)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {
+            "dense": self.settings.dense_weight,
+            "bm25": self.settings.bm25_weight,
+            "symbol": self.settings.symbol_weight,
+        }
 
     def query_symbols(self, question: str) -> list[str]:
-        """Library names in the question: pattern matches plus any word the index knows."""
+        """Library names in the question: pattern matches plus any word the index knows.
+
+        A bare prefix ("PETSc", "Vec") is not a name: the index knows `PETSC` from
+        `PETSC_...` macros, and matching it would send every question to pages
+        that happen to spell it.
+        """
         named = find_symbols(question, self.profile.symbol_prefixes)
-        words = [w for w in _IDENTIFIER_RE.findall(question) if len(w) > 3]
-        return list(dict.fromkeys(named + self.store.known_symbols(words)))
+        bare = {p.lower() for p in self.profile.symbol_prefixes} | {self.profile.name.lower()}
+        words = [
+            w for w in _IDENTIFIER_RE.findall(question) if len(w) > 3 and w.lower() not in bare
+        ]
+        spelled = {n.lower() for n in named}
+        known = [w for w in self.store.known_symbols(words) if w not in spelled]
+        return named + known
+
+    def rankings(
+        self, question: str, vector: np.ndarray, n: int, allowed: np.ndarray | None
+    ) -> dict[str, Ranking]:
+        """Each retriever with a non-zero weight: its top `n` chunk row ids with scores."""
+        out: dict[str, Ranking] = {}
+        if self.settings.dense_weight:
+            out["dense"] = self.store.search_dense(vector, n, allowed)
+        if self.settings.bm25_weight:
+            out["bm25"] = self.store.search_terms(question, n, allowed)
+        if self.settings.symbol_weight:
+            symbols = self.query_symbols(question)
+            out["symbol"] = symbol_ranking(self.store, symbols, vector, n, allowed)
+        return out
 
     def search(
         self, question: str, k: int | None = None, filters: Filters | None = None
@@ -59,17 +122,21 @@ class HybridRetriever:
         n = max(self.settings.candidates, k)
         allowed = self.store.allowed_rowids(filters or Filters())
         vector = self.embedder.embed([question])[0]
-        rankings = {
-            "dense": self.store.search_dense(vector, n, allowed),
-            "bm25": self.store.search_terms(question, n, allowed),
-            "symbol": self.store.lookup_symbols(self.query_symbols(question), n, allowed),
-        }
-        weights = {
-            "dense": self.settings.dense_weight,
-            "bm25": self.settings.bm25_weight,
-            "symbol": self.settings.symbol_weight,
-        }
-        fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)[:k]
+        rankings = self.rankings(question, vector, n, allowed)
+        fused = reciprocal_rank_fusion(rankings, self.weights, self.settings.rrf_k)[:n]
+        candidates = self._evidence(fused, rankings)
+        if self.feedback is not None:
+            candidates = self.feedback.rerank(question, candidates, len(candidates))
+        if self.reranker is not None:
+            pool = max(self.settings.rerank_candidates, k)
+            reranked = self.reranker.rerank(question, candidates[:pool], pool)
+            candidates = reranked + candidates[pool:]
+        return self.diversifier.rerank(question, candidates, k)
+
+    def _evidence(
+        self, fused: list[tuple[int, float, dict[str, float]]], rankings: dict[str, Ranking]
+    ) -> list[Evidence]:
+        """Evidence records in fused order, with each retriever's rank and raw score."""
         records = self.store.evidence([item for item, _, _ in fused])
         raw = {name: dict(ranking) for name, ranking in rankings.items()}
         results = []

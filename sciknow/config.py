@@ -105,14 +105,42 @@ class AnswerConfig:
     min_relevance: float = 0.3
 
 
+RERANKERS = ("none", "cross-encoder", "llm")
+
+
 @dataclass
 class RetrievalConfig:
+    """Retrieval and reranking; defaults are the best offline setup measured (README)."""
+
     k: int = 8
     candidates: int = 60
     rrf_k: int = 60
     dense_weight: float = 1.0
-    bm25_weight: float = 1.0
+    bm25_weight: float = 0.5
     symbol_weight: float = 2.0
+    # Model reranking of the fused top `rerank_candidates`: "none", "cross-encoder"
+    # (a local CrossEncoder folder in `cross_encoder`) or "llm" (the answer backend).
+    reranker: str = "none"
+    rerank_candidates: int = 20
+    cross_encoder: str = ""
+    # Pseudo-relevance feedback on library names over the fused top `feedback_depth`,
+    # below the first `feedback_keep` (rerank/fusion.py, SymbolFeedback); 0 disables it.
+    feedback_weight: float = 1.0
+    feedback_depth: int = 30
+    feedback_keep: int = 2
+    # Diversity: passages per document and per page (0 = no cap), and the word-shingle
+    # Jaccard similarity above which a passage is a near duplicate (1.0 = keep all).
+    max_per_doc: int = 3
+    max_per_page: int = 0
+    max_similarity: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.reranker not in RERANKERS:
+            raise ConfigError(
+                f"retrieval.reranker = {self.reranker!r} is not one of {', '.join(RERANKERS)}"
+            )
+        if self.reranker == "cross-encoder" and not self.cross_encoder:
+            raise ConfigError("retrieval.reranker = 'cross-encoder' needs retrieval.cross_encoder")
 
 
 @dataclass

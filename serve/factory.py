@@ -20,17 +20,22 @@ def build_backend(config: Config, name: str | None = None) -> Backend:
     return make_backend("vllm", url=models.vllm_url, model=models.vllm_model or None)
 
 
-def build_retriever(config: Config) -> HybridRetriever:
+def build_retriever(config: Config, backend: Backend | None = None) -> HybridRetriever:
+    """The configured retriever; `retrieval.reranker = "llm"` judges with `backend`."""
     store = open_store(config)
     if store.generation() == 0:
         raise RuntimeError(f"the index in {config.data_path} is empty: run `sciknow ingest` first")
-    return HybridRetriever(store, load_embedder(config), config.retrieval, config.profile)
+    reranker = None
+    if config.retrieval.reranker == "llm":
+        from sciknow.rerank.llm import LLMReranker
+
+        reranker = LLMReranker(backend or build_backend(config), config.profile.display_name)
+    return HybridRetriever(store, load_embedder(config), config.retrieval, config.profile, reranker)
 
 
 def build_assistant(config: Config, backend: str | None = None) -> Assistant:
+    """One backend serves generation and, when configured, LLM reranking."""
+    model = build_backend(config, backend)
     return Assistant(
-        build_retriever(config),
-        build_backend(config, backend),
-        config.answer,
-        library=config.profile.display_name,
+        build_retriever(config, model), model, config.answer, library=config.profile.display_name
     )

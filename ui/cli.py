@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sciknow.config import Config, ConfigError, load_config
+from sciknow.eval.cli import add_eval_parser
 
 log = logging.getLogger("sciknow")
 
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats = verbs.add_parser("stats", help="what the index holds")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=_stats)
+
+    add_eval_parser(verbs)
     return parser
 
 
