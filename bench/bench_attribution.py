@@ -1,0 +1,254 @@
+"""Token attribution and answer flags on SmolLM2-135M (run by hand; figures go in the notes).
+
+    python bench/bench_attribution.py [--backend transformers|embedded] [--data-dir DIR]
+
+1. A 30-token prompt + 30-token response (plain text, positions 1..29):
+   - the prior's top-K needed for ε ≤ 1e-3 and 1e-2 at every position (from the full
+     next-token distributions), hence the token evaluations of the fast path at that ε and
+     of brute force (every vocabulary token at every position);
+   - seconds per token evaluation, timed on candidate batches at three positions, which
+     turns those counts into wall-clock estimates;
+   - the fast path run with practical caps (`--caps`): evaluations, seconds, LogA widths;
+   - the LogA point estimate against K at three positions (how fast it settles);
+   - the cost at other prompt/response lengths with K fixed.
+2. Answer flags for a 64-token answer over 4 passages: seconds, without and with support.
+   Passages come from the index in `--data-dir` (a FAQ question's top 4), else from the
+   corpus snapshot.
+
+Prints one JSON document. Wall seconds depend on what else runs on the machine: the load
+average and this process's CPU seconds are recorded with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sciknow.serve.attribution import attribute
+from sciknow.serve.backend import Backend
+from sciknow.serve.flags import answer_flags
+
+PROMPT = (
+    "In PETSc, how do I set the relative convergence tolerance of a KSP linear solver, and "
+    "which command-line option shows the true residual norm at each iteration?"
+)
+RESPONSE = (
+    " Call KSPSetTolerances(ksp, rtol, abstol, dtol, maxits) or pass -ksp_rtol on the command "
+    "line; -ksp_monitor_true_residual prints the true residual norm."
+)
+QUESTION = "How can I monitor the true residual norm of a KSP solve?"
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "petsc-doc"
+
+
+def clock() -> dict[str, float]:
+    return {"wall": time.perf_counter(), "cpu": time.process_time()}
+
+
+def since(start: dict[str, float]) -> dict[str, float]:
+    now = clock()
+    return {k: round(now[k] - start[k], 2) for k in now}
+
+
+def load_backend(name: str) -> Backend:
+    if name == "embedded":
+        from sciknow.serve.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(n_ctx=2048)
+    from sciknow.serve.hf import TransformersBackend
+
+    return TransformersBackend.from_gguf()
+
+
+def top_needed(prior: list[tuple[int, float]], token: int, epsilon: float) -> int:
+    """Candidates the fast path evaluates at ε: the top-K leaving ≤ ε, plus the token."""
+    cum = np.cumsum(np.exp([lp for _, lp in prior]))
+    k = int(np.searchsorted(cum, 1 - epsilon)) + 1
+    return min(k, len(prior)) + (token not in {v for v, _ in prior[:k]})
+
+
+def counts(backend: Backend, prompt: list[int], response: list[int]) -> dict[str, Any]:
+    """Per-position K at ε = 1e-3 and 1e-2, and the evaluations they imply."""
+    ids, n = prompt + response, len(prompt)
+    vocab = backend.max_top_k
+    base = backend.score([ids], top_k=vocab)[0]
+    suffix = {mu: len(ids) - mu for mu in range(1, n)}
+    out: dict[str, Any] = {"brute_force": len(ids) + (vocab - 1) * sum(suffix.values())}
+    for eps in (1e-3, 1e-2):
+        ks = {mu: top_needed(base.top[mu], ids[mu], eps) for mu in suffix}
+        out[f"k_at_{eps:g}"] = [ks[mu] for mu in suffix]
+        out[f"fast_at_{eps:g}"] = len(ids) + sum((ks[mu] - 1) * suffix[mu] for mu in suffix)
+    out["entropies"] = [round(base.entropies[mu], 2) for mu in suffix]
+    return out
+
+
+def seconds_per_evaluation(
+    backend: Backend, prompt: list[int], response: list[int], k: int
+) -> dict[str, float]:
+    """Wall and CPU seconds per token evaluation, on k candidates at three positions."""
+    ids = prompt + response
+    base = backend.score([ids], top_k=k)[0]
+    out = {}
+    for mu in (1, len(prompt) // 2, len(prompt) - 1):
+        seqs = [[*ids[:mu], v, *ids[mu + 1 :]] for v, _ in base.top[mu][:k]]
+        start = clock()
+        backend.score(seqs)
+        spent = since(start)
+        tokens = k * (len(ids) - mu)
+        out[f"mu_{mu}"] = {key: round(v / tokens, 5) for key, v in spent.items()}
+    return out
+
+
+def fast_runs(
+    backend: Backend, prompt: list[int], response: list[int], caps: list[int]
+) -> list[dict]:
+    """The fast path at ε = 1e-3, width 0.05, with at most `cap` candidates per position."""
+    runs = []
+    for cap in caps:
+        start = clock()
+        result = attribute(backend, prompt, response, epsilon=1e-3, max_candidates=cap)
+        widths = [s.width for s in result.positions]
+        runs.append(
+            {
+                "max_candidates": cap,
+                "evaluations": result.evaluations,
+                "seconds": since(start),
+                "epsilon_median": statistics.median(s.epsilon for s in result.positions),
+                "width_median": round(statistics.median(widths), 2),
+                "width_max": round(max(widths), 2),
+                "narrower_than_0.05": sum(w < 0.05 for w in widths),
+                "positions": len(widths),
+                "loga": [round(s.loga, 3) for s in result.positions],
+            }
+        )
+    return runs
+
+
+def convergence(
+    backend: Backend, prompt: list[int], response: list[int], ks: list[int]
+) -> dict[str, list]:
+    """LogA (point, certified width) with the top-K candidates, K growing, at 3 positions."""
+    out = {}
+    for mu in (2, len(prompt) // 2, len(prompt) - 1):
+        rows = []
+        for k in ks:
+            r = attribute(
+                backend, prompt, response, [mu], epsilon=0.0, width=math.inf, max_candidates=k
+            )
+            s = r.positions[0]
+            rows.append({"k": k, "loga": round(s.loga, 4), "width": round(s.width, 2)})
+            rows[-1] |= {"epsilon": round(s.epsilon, 4), "h": round(s.h, 3)}
+        out[f"mu_{mu}"] = rows
+    return out
+
+
+def scaling(backend: Backend, prompt: list[int], response: list[int], k: int) -> list[dict]:
+    """Fast-path evaluations and seconds at fixed K for shorter prompts and responses."""
+    out = []
+    for n, m in ((15, 30), (30, 15), (30, 30)):
+        start = clock()
+        r = attribute(
+            backend, prompt[:n], response[:m], epsilon=0.0, width=math.inf, max_candidates=k
+        )
+        out.append(
+            {"prompt": n, "response": m, "k": k, "evaluations": r.evaluations} | since(start)
+        )
+    return out
+
+
+def passages(data_dir: str | None) -> list[Any]:
+    """Four `Evidence` for QUESTION: from the index when given, else corpus pages."""
+    from sciknow.records import Evidence
+
+    if data_dir:
+        from sciknow.config import load_config
+        from sciknow.serve.factory import build_retriever
+
+        config = load_config(environ={**os.environ, "SCIKNOW_DATA_DIR": data_dir})
+        return build_retriever(config).search(QUESTION, 4)
+    pages = ["manual/ksp.md", "manual/snes.md", "manual/mat.md", "manual/vec.md"]
+    return [
+        Evidence(
+            p, p, " ".join((CORPUS / p).read_text().split()[200:330]), p, p, "doc", "docs", True
+        )
+        for p in pages
+    ]
+
+
+def flag_timing(backend: Backend, data_dir: str | None) -> dict[str, Any]:
+    from sciknow.serve.prompt import pack
+
+    evidence = passages(data_dir)
+    packed = pack(QUESTION, evidence, lambda m: len(backend.chat_tokens(m)), 2048, reserve=64)
+    start = clock()
+    tokens = list(backend.generate(packed.messages, max_tokens=64))
+    generation = since(start)
+    text = "".join(t.text for t in tokens).strip()
+    start = clock()
+    spans = answer_flags(backend, packed.messages, tokens, text, [])
+    spans_only = since(start)
+    start = clock()
+    flags = answer_flags(backend, packed.messages, tokens, text, range(1, len(packed.evidence) + 1))
+    return {
+        "prompt_tokens": packed.prompt_tokens,
+        "passages": len(packed.evidence),
+        "answer_tokens": len(tokens),
+        "answer": text,
+        "generation": generation,
+        "uncertain_spans_only": spans_only,
+        "all_flags": since(start),
+        "spans": [f for f in flags if f["type"] == "uncertain_span"],
+        "support_whole_answer": [
+            (f["passage"], f["log_ratio"])
+            for f in flags
+            if f["type"] == "support" and f["sentence"] is None
+        ],
+        "checked_spans_equal": spans == [f for f in flags if f["type"] == "uncertain_span"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["transformers", "embedded"], default="transformers")
+    parser.add_argument("--data-dir", help="an ingested index for the flags' passages")
+    parser.add_argument("--caps", default="4,16", help="max candidates for the fast-path runs")
+    parser.add_argument("--ks", default="4,16,64", help="K values of the convergence table")
+    parser.add_argument(
+        "--skip", default="", help="comma list: counts,timing,fast,convergence,scaling,flags"
+    )
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+    report: dict[str, Any] = {"load_average_start": os.getloadavg()}
+    start = clock()
+    backend = load_backend(args.backend)
+    report |= {"backend": backend.name, "load_seconds": since(start)}
+    prompt, response = backend.tokenize(PROMPT)[:30], backend.tokenize(RESPONSE)[:30]
+    parts = {
+        "counts": lambda: counts(backend, prompt, response),
+        "timing": lambda: seconds_per_evaluation(backend, prompt, response, 32),
+        "fast": lambda: fast_runs(
+            backend, prompt, response, [int(c) for c in args.caps.split(",")]
+        ),
+        "convergence": lambda: convergence(
+            backend, prompt, response, [int(k) for k in args.ks.split(",")]
+        ),
+        "scaling": lambda: scaling(backend, prompt, response, 4),
+        "flags": lambda: flag_timing(backend, args.data_dir),
+    }
+    for name, run in parts.items():
+        if name not in skip:
+            report[name] = run()
+            print(json.dumps({name: report[name]}, ensure_ascii=False), flush=True)
+    report["load_average_end"] = os.getloadavg()
+    print(json.dumps(report, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

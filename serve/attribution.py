@@ -1,0 +1,360 @@
+"""Token attribution: Bayes-inverted log-probabilities, exact (brute force) or fast with bounds.
+
+A sequence s is a prompt x (positions 0..n-1) followed by a response r (n..n+m-1); a causal
+LM gives p(s_j | s_<j). For a position μ and a token v, s^v is s with s_μ replaced by v.
+
+Definitions (ARCHITECTURE.md, "Token attribution"):
+- log P(r | x) = Σ_{j ≥ n} log p(s_j | s_<j).
+- Bayes' rule inverts the causal model into a two-sided conditional:
+  P(s_μ = v | s_\\μ) ∝ p(v | s_<μ) · Π_{j>μ} p(s^v_j | s^v_<j).
+- For a prompt position μ, with every sum over j taken on s^v:
+  ℓ_den(v) = Σ_{μ ≤ j < n} log p(s^v_j | s^v_<j)  (the prior of v and the rest of the prompt),
+  ℓ_num(v) = ℓ_den(v) + Σ_{j ≥ n} log p(s^v_j | s^v_<j)  (and the response).
+  log P(x_μ = v | x_\\μ) = ℓ_den(v) − LSE_v ℓ_den;
+  log P(x_μ = v | x_\\μ, r) = ℓ_num(v) − LSE_v ℓ_num;
+  log P(r | x_\\μ) = LSE_v ℓ_num(v) − LSE_v ℓ_den(v)  (token μ marginalized away);
+  LogA_μ = log P(r | x) − log P(r | x_\\μ) = log P(x_μ | x_\\μ, r) − log P(x_μ | x_\\μ);
+  H_I(μ), H(μ): entropies of P(x_μ | x_\\μ) and P(x_μ | x_\\μ, r).
+  At the last prompt position the den sum is the prior alone, so LSE ℓ_den = 0.
+- Positions scored by default: 1..n-1 without special tokens. Position 0 has no left context,
+  so a causal LM gives it no prior. Special tokens (BOS, EOS, chat-template markers such as
+  <|im_start|>) are fixed by the template, not chosen by the writer: marginalizing one asks
+  what the model does with a broken format, which says nothing about the content and would
+  dominate the scale. `special_positions` finds them; pass `positions` to choose otherwise.
+
+Brute force sums v over the whole vocabulary: |V| sequences per position (tests, benches).
+
+Fast path: candidates C = the top-K of p(· | s_<μ), plus s_μ itself so that the observed
+term is exact; ε = Σ_{v ∉ C} p(v | s_<μ). Every suffix factor is ≤ 1, so the excluded terms
+of the den sum add E_den ∈ [0, ε], and those of the num sum add E_num ∈ [0, E_den] (the
+response factors are ≤ 1 too). With D = LSE_C ℓ_den and N = LSE_C ℓ_num (N ≤ D):
+- LSE ℓ_den ∈ [D, log(e^D + ε)] and LSE ℓ_num ∈ [N, log(e^N + ε)].
+- log P(r | x_\\μ) = log((e^N + E_num) / (e^D + E_den)) grows with E_num and, as N ≤ D, with a
+  common E_num = E_den: it is lowest at E_num = 0, E_den = ε and highest at E_num = E_den = ε,
+  so it lies in [N − log(e^D + ε), log(e^N + ε) − log(e^D + ε)]. (Pairing the two LSE intervals
+  independently, [N_low − D_high, N_high − D_low], is also valid but wider.)
+- LogA lies in [log P(r|x) − high, log P(r|x) − low]; its width is log(1 + ε e^{−N}).
+- log P(x_μ | x_\\μ) = ℓ_den(x_μ) − LSE ℓ_den lies in [ℓ_den(x_μ) − log(e^D + ε), ℓ_den(x_μ) − D].
+The bound is certified but relative to e^N, the probability of the whole suffix after μ:
+far from the end of a long sequence it is tiny and the interval wide, whatever K. K grows
+until ε ≤ `epsilon`, up to `max_candidates` (16); then, while the LogA width exceeds `width`, up
+to `certify_candidates` (256), but only when the prior's tail shows that this many can reach
+the width: otherwise more candidates cost time without certifying anything. Entropies are
+those of the candidate set, renormalized (they tend to the exact ones as ε → 0). ε is
+computed as 1 − Σ_C p, so it is certified up to the backend's float precision (~1e-7 for
+float32 models); it is exactly 0 only when C is the whole vocabulary (`vocab_size`).
+On SmolLM2-135M the tails are heavy (K for ε ≤ 1e-3 is 79 to 27,000) and e^N tiny, so
+certified widths stay in the hundreds of nats at any affordable K: see the notes.
+
+Cost: each candidate v ≠ s_μ is one `score`d sequence sharing the prefix s_<μ; a backend
+that reuses that prefix (llama.cpp's context, vLLM's prefix cache, `TransformersBackend`)
+runs len(s) − μ tokens for it. `evaluations` counts those tokens plus the first full pass:
+about n·(n/2 + m)·K for n prompt and m response tokens. The candidates of all positions go
+to the backend together (512 sequences per call) so that it can share their common parts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sciknow.serve.backend import Backend, ScoredSequence
+
+EPSILON = 1e-3  # excluded prior mass per position
+WIDTH = 0.05  # target width of the LogA interval, nats
+MAX_CANDIDATES = 16  # candidates per position for ε
+CERTIFY_CANDIDATES = 256  # candidates per position when they bring the width under WIDTH
+SCORE_CHUNK = 512  # candidate sequences per `score` call (bounds memory in brute force)
+_MARKER_RE = re.compile(r"^<\|[^<>|]+\|>$|^</?s>$")
+
+
+def logsumexp(values: np.ndarray) -> float:
+    top = float(values.max())
+    return top + math.log(float(np.exp(values - top).sum()))
+
+
+def log_add(a: float, b: float) -> float:
+    """log(e^a + b) for b ≥ 0, exact when e^a underflows."""
+    return a if b <= 0 else max(a, math.log(b)) + math.log1p(math.exp(-abs(a - math.log(b))))
+
+
+def entropy(logits: np.ndarray) -> float:
+    """Entropy (nats) of softmax(logits)."""
+    logp = logits - logsumexp(logits)
+    return float(-(np.exp(logp) * logp).sum())
+
+
+@dataclass
+class PositionScore:
+    """Attribution of one position; `(low, high)` pairs are certified bounds."""
+
+    position: int
+    token: int
+    candidates: int
+    epsilon: float  # prior mass left out of the candidate set
+    log_z_den: tuple[float, float]  # LSE_v ℓ_den(v)
+    log_z_num: tuple[float, float]  # LSE_v ℓ_num(v)
+    log_p_marginal: float  # log P(r | x_\μ), candidate-set estimate
+    log_p_marginal_bounds: tuple[float, float]
+    loga: float
+    loga_bounds: tuple[float, float]
+    log_p_token: float  # log P(x_μ | x_\μ): the two-sided probability of the token
+    log_p_token_bounds: tuple[float, float]
+    h_i: float
+    h: float
+
+    @property
+    def width(self) -> float:
+        return self.loga_bounds[1] - self.loga_bounds[0]
+
+
+@dataclass
+class Attribution:
+    """Scores of the chosen prompt positions of `prompt + response`."""
+
+    prompt: list[int]
+    response: list[int]
+    positions: list[PositionScore]
+    log_p_response: float
+    evaluations: int
+    seconds: float
+
+    def at(self, position: int) -> PositionScore | None:
+        return next((p for p in self.positions if p.position == position), None)
+
+
+def marginalize(
+    den: np.ndarray, num: np.ndarray, observed: int, epsilon: float, position: int, token: int
+) -> PositionScore:
+    """The scores of one position from ℓ_den and ℓ_num over a candidate set (see module doc).
+
+    `observed` indexes the true token in the arrays; `epsilon` is the prior mass outside them.
+    """
+    d, n = logsumexp(den), logsumexp(num)
+    d_high, n_high = log_add(d, epsilon), log_add(n, epsilon)
+    log_p = float(num[observed] - den[observed])
+    low, high = n - d_high, n_high - d_high
+    return PositionScore(
+        position=position,
+        token=token,
+        candidates=len(den),
+        epsilon=epsilon,
+        log_z_den=(d, d_high),
+        log_z_num=(n, n_high),
+        log_p_marginal=n - d,
+        log_p_marginal_bounds=(low, high),
+        loga=log_p - (n - d),
+        loga_bounds=(log_p - high, log_p - low),
+        log_p_token=float(den[observed]) - d,
+        log_p_token_bounds=(float(den[observed]) - d_high, float(den[observed]) - d),
+        h_i=entropy(den),
+        h=entropy(num),
+    )
+
+
+def special_positions(backend: Backend, ids: Sequence[int]) -> set[int]:
+    """Positions of special tokens: the backend's `special_ids()` when it has one
+    (transformers), else tokens whose text reads back as one token only when special text is
+    mapped (llama.cpp) or that look like a marker (`<|…|>`, `<s>`; vLLM's tokenizer always
+    maps special text, so only the pattern works there)."""
+    special = getattr(backend, "special_ids", None)
+    if callable(special):
+        found = set(special())
+        return {i for i, t in enumerate(ids) if t in found}
+    found = set()
+    for token in set(ids):
+        text = backend.detokenize([token])
+        literal = backend.tokenize(text, special=False) != [token]
+        if _MARKER_RE.match(text) or (literal and backend.tokenize(text, special=True) == [token]):
+            found.add(token)
+    return {i for i, t in enumerate(ids) if t in found}
+
+
+@dataclass
+class _Position:
+    """One position being marginalized: its prior and the candidate terms evaluated so far."""
+
+    ids: list[int]
+    mu: int
+    split: int  # ℓ_den sums log p over [mu, split), ℓ_num over [mu, len(ids))
+    prior: list[tuple[int, float]]  # (token, log p(token | s_<mu)), best first
+    terms: dict[int, tuple[float, float]] = field(default_factory=dict)  # v → (ℓ_den, ℓ_num)
+    evaluations: int = 0
+
+    def score(self, vocab: int | None) -> PositionScore:
+        """Scores over the candidates so far; ε = 0 only when they are the whole vocabulary."""
+        tokens = list(self.terms)
+        den = np.array([self.terms[v][0] for v in tokens])
+        num = np.array([self.terms[v][1] for v in tokens])
+        prior = dict(self.prior)
+        covered = math.fsum(math.exp(prior[v]) for v in tokens if v in prior)
+        eps = 0.0 if len(tokens) == vocab else max(0.0, 1.0 - covered)
+        token = self.ids[self.mu]
+        return marginalize(den, num, tokens.index(token), eps, self.mu, token)
+
+
+def _split_sums(scored: ScoredSequence, mu: int, split: int) -> tuple[float, float]:
+    """(Σ log p over [mu, split), Σ over [mu, end)) of one scored sequence."""
+    lps = scored.logprobs
+    den = math.fsum(lp for lp in lps[mu:split] if lp is not None)
+    return den, den + math.fsum(lp for lp in lps[split:] if lp is not None)
+
+
+def _top_for(prior: list[tuple[int, float]], tail_at_most: float, vocab: int | None) -> int:
+    """Smallest K whose top-K leaves at most `tail_at_most` prior mass (len(prior) + 1 if none);
+    a prior listing the whole vocabulary leaves nothing after its last token."""
+    tails = 1.0 - np.cumsum(np.exp([lp for _, lp in prior]))
+    if len(prior) == vocab:
+        tails[-1] = 0.0
+    reached = np.flatnonzero(tails <= tail_at_most)
+    return int(reached[0]) + 1 if reached.size else len(prior) + 1
+
+
+def _evaluate(backend: Backend, wanted: Iterable[tuple[_Position, Iterable[int]]]) -> None:
+    """Score the candidates of one or more positions, `SCORE_CHUNK` sequences per call: a call
+    holding several positions lets the backend share their common parts."""
+    jobs = [(p, v) for p, tokens in wanted for v in dict.fromkeys(tokens) if v not in p.terms]
+    for start in range(0, len(jobs), SCORE_CHUNK):
+        chunk = jobs[start : start + SCORE_CHUNK]
+        seqs = [[*pos.ids[: pos.mu], v, *pos.ids[pos.mu + 1 :]] for pos, v in chunk]
+        for (pos, v), scored in zip(chunk, backend.score(seqs), strict=True):
+            pos.terms[v] = _split_sums(scored, pos.mu, pos.split)
+            pos.evaluations += len(pos.ids) - pos.mu
+
+
+def _first(pos: _Position, epsilon: float, k_max: int, vocab: int | None) -> list[int]:
+    """The top-K of the prior leaving at most `epsilon` out, K ≤ `k_max`."""
+    k = min(_top_for(pos.prior, epsilon, vocab), k_max, len(pos.prior))
+    return [v for v, _ in pos.prior[:k]]
+
+
+def _certify(backend: Backend, pos: _Position, width: float, vocab: int | None) -> PositionScore:
+    """Add candidates while the LogA width exceeds `width`, if the known prior (`pos.prior`,
+    the most candidates allowed) shows that its candidates can bring it under."""
+    result = pos.score(vocab)
+    while result.width > width:
+        needed = _top_for(pos.prior, math.expm1(width) * math.exp(result.log_z_num[0]), vocab)
+        more = [v for v, _ in pos.prior[:needed] if v not in pos.terms]
+        if needed > len(pos.prior) or not more:
+            break
+        _evaluate(backend, [(pos, more)])
+        result = pos.score(vocab)
+    return result
+
+
+def vocab_size(backend: Backend) -> int | None:
+    """The vocabulary size when the backend states it (`vocab_size`), else `None`: then a
+    candidate set is never taken for the whole vocabulary, and ε keeps its rounding error."""
+    return getattr(backend, "vocab_size", None)
+
+
+def attribute(
+    backend: Backend,
+    prompt: Sequence[int],
+    response: Sequence[int],
+    positions: Iterable[int] | None = None,
+    epsilon: float = EPSILON,
+    width: float = WIDTH,
+    max_candidates: int = MAX_CANDIDATES,
+    certify_candidates: int = CERTIFY_CANDIDATES,
+) -> Attribution:
+    """LogA, its bounds and the entropies of prompt positions, by the fast path.
+
+    `positions` defaults to 1..n-1 without special tokens. `epsilon=0` with `max_candidates`
+    at the vocabulary size gives the brute-force numbers (up to summation order).
+    """
+    k = min(max(max_candidates, certify_candidates), backend.max_top_k)
+    vocab = vocab_size(backend)
+
+    def first(pos: _Position) -> list[int]:
+        return _first(pos, epsilon, max_candidates, vocab)
+
+    return _attribute(backend, prompt, response, positions, k, first, width, vocab)
+
+
+def brute_force(
+    backend: Backend,
+    prompt: Sequence[int],
+    response: Sequence[int],
+    positions: Iterable[int] | None = None,
+    vocab: int | None = None,
+) -> Attribution:
+    """Reference attribution: every token of the vocabulary at every position.
+
+    `vocab` defaults to the backend's `vocab_size`, else `max_top_k` (the vocabulary of the
+    embedded and transformers backends; not of vLLM, whose `max_top_k` is a logprob cap).
+    """
+    size = vocab or vocab_size(backend) or backend.max_top_k
+    return _attribute(
+        backend, prompt, response, positions, 0, lambda _: range(size), math.inf, size
+    )
+
+
+def _attribute(
+    backend: Backend,
+    prompt: Sequence[int],
+    response: Sequence[int],
+    positions: Iterable[int] | None,
+    top_k: int,
+    first: Callable[[_Position], Iterable[int]],
+    width: float,
+    vocab: int | None,
+) -> Attribution:
+    """Score the `first` candidates of every position together, then certify each."""
+    started = time.perf_counter()
+    ids, n = [*prompt, *response], len(prompt)
+    base = backend.score([ids], top_k=top_k)[0]
+    chosen = _default_positions(backend, prompt) if positions is None else sorted(set(positions))
+    if any(not 1 <= mu < n for mu in chosen):
+        raise ValueError(f"positions {chosen} are not all prompt positions in 1..{n - 1}")
+    found = []
+    for mu in chosen:
+        found.append(_Position(ids, mu, n, base.top[mu]))
+        found[-1].terms[ids[mu]] = _split_sums(base, mu, n)
+    _evaluate(backend, [(pos, first(pos)) for pos in found])
+    scores = [_certify(backend, pos, width, vocab) for pos in found]
+    log_p = math.fsum(lp for lp in base.logprobs[n:] if lp is not None)
+    evaluations = len(ids) + sum(pos.evaluations for pos in found)
+    return Attribution(
+        list(prompt), list(response), scores, log_p, evaluations, time.perf_counter() - started
+    )
+
+
+def _default_positions(backend: Backend, prompt: Sequence[int]) -> list[int]:
+    special = special_positions(backend, prompt)
+    return [mu for mu in range(1, len(prompt)) if mu not in special]
+
+
+def two_sided(
+    backend: Backend,
+    ids: Sequence[int],
+    positions: Iterable[int],
+    right_context: int | None = None,
+    epsilon: float = 1e-2,
+    max_candidates: int = 8,
+    base: ScoredSequence | None = None,
+) -> tuple[list[PositionScore], int]:
+    """P(s_μ | s_\\μ) for any positions of `ids` (response tokens, for flags), with bounds.
+
+    With `right_context=w` only the next w tokens stand on the right: P(s_μ | s_<μ, s_μ+1..μ+w),
+    far cheaper for early positions of a long answer and exact for the last w. Returns the
+    scores (read `log_p_token`, `log_p_token_bounds`, `h_i`) and the token evaluations.
+    `base` is `ids` already scored with `top_k ≥ max_candidates` (scored here otherwise).
+    """
+    ids = list(ids)
+    k = min(max_candidates, backend.max_top_k)
+    base = base or backend.score([ids], top_k=k)[0]
+    vocab = vocab_size(backend)
+    found = []
+    for mu in positions:
+        end = len(ids) if right_context is None else min(len(ids), mu + 1 + right_context)
+        found.append(_Position(ids[:end], mu, end, base.top[mu][:k]))
+        observed, _ = _split_sums(base, mu, end)
+        found[-1].terms[ids[mu]] = (observed, observed)  # no response part: ℓ_num = ℓ_den
+    _evaluate(backend, [(pos, _first(pos, epsilon, k, vocab)) for pos in found])
+    return [pos.score(vocab) for pos in found], sum(pos.evaluations for pos in found)
