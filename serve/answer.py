@@ -26,6 +26,7 @@ from sciknow.records import Answer, Evidence, TokenInfo
 from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.backend import Backend, GenToken, Message
 from sciknow.serve.citations import check_citations, citation_records
+from sciknow.serve.flags import answer_flags
 from sciknow.serve.prompt import pack
 
 ABSTAIN_TEXT = (
@@ -88,8 +89,13 @@ class Assistant:
         history: Sequence[Message] = (),
         k: int | None = None,
         filters: Filters | None = None,
+        flags: bool = False,
     ) -> Iterator[Event]:
-        """Yield token events as they are generated, then one final answer event."""
+        """Yield token events as they are generated, then one final answer event.
+
+        `flags` adds uncertain spans and per-passage support (`serve/flags.py`) after
+        the text; they cost extra scoring passes, so they are computed on request.
+        """
         started = time.perf_counter()
         query = standalone_question(question, history)
         evidence = self.retriever.search(query, k or self.settings.k, filters)
@@ -122,7 +128,18 @@ class Assistant:
         seconds = time.perf_counter() - generation_started
         timings["tokens_per_s"] = len(tokens) / seconds if seconds > 0 else 0.0
         timings["prompt_tokens"] = packed.prompt_tokens
-        yield Event("answer", answer=self._finish(tokens, packed.evidence, timings))
+        answer = self._finish(tokens, packed.evidence, timings)
+        if flags:
+            flags_started = time.perf_counter()
+            answer.flags = answer_flags(
+                self.backend,
+                packed.messages,
+                tokens,
+                answer.text,
+                [c["n"] for c in answer.citations],
+            )
+            timings["flags_ms"] = (time.perf_counter() - flags_started) * 1000
+        yield Event("answer", answer=answer)
 
     def answer(self, question: str, **options: Any) -> Answer:
         """The final answer of `stream` (same options), for callers that do not stream."""

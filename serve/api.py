@@ -37,6 +37,7 @@ class AskRequest(BaseModel):
     stream: bool = True
     kinds: list[str] = Field(default_factory=list, max_length=len(KINDS))
     official: bool | None = None
+    flags: bool = Field(default=False, description="add uncertain spans and passage support")
 
 
 def _filters(kinds: list[str], official: bool | None) -> Filters:
@@ -91,6 +92,7 @@ def create_app(assistant: Assistant) -> FastAPI:
             "history": [t.model_dump() for t in body.history],
             "k": body.k,
             "filters": _filters(body.kinds, body.official),
+            "flags": body.flags,
         }
         if not body.stream:
             with generation_lock:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sciknow.config import Config, ConfigError, load_config
 from sciknow.eval.cli import add_eval_parser
+from sciknow.ui.attribute import add_attribute_parser
 
 log = logging.getLogger("sciknow")
 
@@ -85,7 +86,10 @@ def _ask(args: argparse.Namespace, config: Config) -> int:
 
     assistant = build_assistant(config, args.backend)
     answer = None
-    for event in assistant.stream(args.question, k=args.k, filters=_parse_filters(args)):
+    stream = assistant.stream(
+        args.question, k=args.k, filters=_parse_filters(args), flags=args.flags
+    )
+    for event in stream:
         if event.token is not None and not args.json:
             print(event.token.text, end="", flush=True)
         answer = event.answer or answer
@@ -94,6 +98,9 @@ def _ask(args: argparse.Namespace, config: Config) -> int:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
         return 0
     print(answer.text if answer.abstained else "")
+    for flag in answer.flags:
+        if flag.get("type") == "uncertain_span":
+            print(f"  uncertain: {flag['text']!r} ({flag['reason']})")
     label = "Closest passages" if answer.abstained else "Sources"
     print(f"\n{label}:")
     for citation in answer.citations:
@@ -152,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--backend", choices=["embedded", "vllm"], help="default: models.backend")
     _add_filters(ask)
     ask.add_argument("--json", action="store_true", help="print the Answer record as JSON")
+    ask.add_argument(
+        "--flags", action="store_true", help="also flag uncertain spans and passage support"
+    )
     ask.set_defaults(run=_ask)
 
     serve = verbs.add_parser("serve", help="HTTP API (ask, search, health)")
@@ -164,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=_stats)
 
+    add_attribute_parser(verbs)
     add_eval_parser(verbs)
     return parser
 
