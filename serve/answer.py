@@ -113,7 +113,7 @@ class Assistant:
             history=history,
         )
         tokens: list[GenToken] = []
-        generation_started = time.perf_counter()
+        first_token_at = 0.0
         for token in self.backend.generate(
             packed.messages,
             stream=True,
@@ -122,11 +122,13 @@ class Assistant:
             logprobs=True,
         ):
             if not tokens:
-                timings["ttft_ms"] = (time.perf_counter() - started) * 1000
+                first_token_at = time.perf_counter()
+                timings["ttft_ms"] = (first_token_at - started) * 1000
             tokens.append(token)
             yield Event("token", token=token)
-        seconds = time.perf_counter() - generation_started
-        timings["tokens_per_s"] = len(tokens) / seconds if seconds > 0 else 0.0
+        # Decode speed after the first token (prompt evaluation is in ttft_ms).
+        seconds = time.perf_counter() - first_token_at
+        timings["tokens_per_s"] = (len(tokens) - 1) / seconds if len(tokens) > 1 else 0.0
         timings["prompt_tokens"] = packed.prompt_tokens
         answer = self._finish(tokens, packed.evidence, timings)
         if flags:
