@@ -11,9 +11,10 @@
    - the fast path run with practical caps (`--caps`): evaluations, seconds, LogA widths;
    - the LogA point estimate against K at three positions (how fast it settles);
    - the cost at other prompt/response lengths with K fixed.
-2. Answer flags for a 64-token answer over 4 passages: seconds, without and with support.
-   Passages come from the index in `--data-dir` (a FAQ question's top 4), else from the
-   corpus snapshot.
+2. Answer flags for a 64-token answer over 4 passages: seconds for the uncertain spans
+   alone, with the support of 2 passages (as cited) and of all 4. The answer is a fixed text
+   scored as if generated (the model's own answers stop early); passages come from the
+   index in `--data-dir` (the question's top 4), else from the corpus snapshot.
 
 Prints one JSON document. Wall seconds depend on what else runs on the machine: the load
 average and this process's CPU seconds are recorded with them.
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from sciknow.serve.attribution import attribute
-from sciknow.serve.backend import Backend
+from sciknow.serve.backend import Backend, GenToken
 from sciknow.serve.flags import answer_flags
 
 PROMPT = (
@@ -45,6 +46,12 @@ RESPONSE = (
     "line; -ksp_monitor_true_residual prints the true residual norm."
 )
 QUESTION = "How can I monitor the true residual norm of a KSP solve?"
+ANSWER = (
+    " Pass -ksp_monitor_true_residual on the command line [1]: at each iteration it prints the"
+    " norm of the true residual b - Ax next to the preconditioned residual norm. In code, call"
+    " KSPMonitorSet() with KSPMonitorTrueResidual [2]. Add -ksp_converged_reason to see why the"
+    " solve stopped, and -ksp_view to check the solver and preconditioner."
+)
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "petsc-doc"
 
 
@@ -182,36 +189,37 @@ def passages(data_dir: str | None) -> list[Any]:
     ]
 
 
+def as_generated(backend: Backend, messages: list, text: str, n: int) -> list[GenToken]:
+    """The first `n` tokens of `text` as if generated after `messages`, with their scores."""
+    prompt, ids = backend.chat_tokens(messages), backend.tokenize(text)[:n]
+    scored = backend.score([prompt + ids])[0]
+    texts = [backend.detokenize(ids[: i + 1]) for i in range(len(ids))]
+    pieces = [t[len(before) :] for before, t in zip(["", *texts], texts, strict=False)]
+    return [
+        GenToken(piece, token, scored.logprobs[len(prompt) + i], scored.entropies[len(prompt) + i])
+        for i, (piece, token) in enumerate(zip(pieces, ids, strict=True))
+    ]
+
+
 def flag_timing(backend: Backend, data_dir: str | None) -> dict[str, Any]:
+    """Flags of a 64-token answer (ANSWER, scored as if generated) over 4 passages."""
     from sciknow.serve.prompt import pack
 
-    evidence = passages(data_dir)
-    packed = pack(QUESTION, evidence, lambda m: len(backend.chat_tokens(m)), 2048, reserve=64)
-    start = clock()
-    tokens = list(backend.generate(packed.messages, max_tokens=64))
-    generation = since(start)
+    packed = pack(QUESTION, passages(data_dir), lambda m: len(backend.chat_tokens(m)), 2048, 64)
+    tokens = as_generated(backend, packed.messages, ANSWER, 64)
     text = "".join(t.text for t in tokens).strip()
-    start = clock()
-    spans = answer_flags(backend, packed.messages, tokens, text, [])
-    spans_only = since(start)
-    start = clock()
-    flags = answer_flags(backend, packed.messages, tokens, text, range(1, len(packed.evidence) + 1))
-    return {
-        "prompt_tokens": packed.prompt_tokens,
-        "passages": len(packed.evidence),
-        "answer_tokens": len(tokens),
-        "answer": text,
-        "generation": generation,
-        "uncertain_spans_only": spans_only,
-        "all_flags": since(start),
-        "spans": [f for f in flags if f["type"] == "uncertain_span"],
-        "support_whole_answer": [
-            (f["passage"], f["log_ratio"])
-            for f in flags
-            if f["type"] == "support" and f["sentence"] is None
-        ],
-        "checked_spans_equal": spans == [f for f in flags if f["type"] == "uncertain_span"],
-    }
+    out: dict[str, Any] = {"prompt_tokens": packed.prompt_tokens, "answer_tokens": len(tokens)}
+    for name, numbers in (("spans_only", []), ("cited_1_2", [1, 2]), ("all_4", [1, 2, 3, 4])):
+        start = clock()
+        flags = answer_flags(backend, packed.messages, tokens, text, numbers)
+        out[name] = since(start)
+    out["spans"] = [(f["text"], f["score"]) for f in flags if f["type"] == "uncertain_span"]
+    out["support"] = [
+        (f["passage"], f["log_ratio"])
+        for f in flags
+        if f["type"] == "support" and f["sentence"] is None
+    ]
+    return out
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ those of the candidate set, renormalized (they tend to the exact ones as ε → 
 computed as 1 − Σ_C p, so it is certified up to the backend's float precision (~1e-7 for
 float32 models); it is exactly 0 only when C is the whole vocabulary (`vocab_size`).
 On SmolLM2-135M the tails are heavy (K for ε ≤ 1e-3 is 79 to 27,000) and e^N tiny, so
-certified widths stay in the hundreds of nats at any affordable K: see the notes.
+certified widths stay in the hundreds of nats at any affordable K (bench_attribution.py).
 
 Cost: each candidate v ≠ s_μ is one `score`d sequence sharing the prefix s_<μ; a backend
 that reuses that prefix (llama.cpp's context, vLLM's prefix cache, `TransformersBackend`)

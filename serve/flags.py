@@ -38,6 +38,8 @@ _WORD_RE = re.compile(r"\S+")
 
 @dataclass
 class FlagSettings:
+    """Thresholds and budgets of `answer_flags` (costs measured in bench/bench_attribution.py)."""
+
     screen: float = 0.5  # check tokens whose left-only probability is below this
     flag_below: float = 0.5  # flag when P(token | both sides) is certainly below this
     right_context: int = 4  # tokens of right context in the two-sided probability

@@ -166,6 +166,7 @@ def _highlighted(backend: Backend, result: Attribution, color: bool) -> str:
             prefix = (_STYLE["bold"] if bold else "") + (_STYLE[style] if style else "")
             pieces.append(f"{prefix}{text}{_STYLE['end']}" if prefix else text)
         else:
-            marked = f"«{text}»" if style else text
-            pieces.append(f"*{marked}*" if bold else marked)
+            word = text.lstrip()
+            marked = f"«{word}»" if style else word
+            pieces.append(text[: len(text) - len(word)] + (f"*{marked}*" if bold else marked))
     return "".join(pieces)
