@@ -24,6 +24,12 @@ PROSE_SEPARATORS = ["\n#", "\n\n", "\n", ". ", " ", ""]
 QUESTION_CONTEXT_CHARS = 600
 
 
+def defined_symbol(doc: Document) -> str | None:
+    """The symbol a document defines: its title, when that is its first symbol (a man page,
+    a function). Symbol lookup ranks definitions above mentions."""
+    return doc.symbols[0] if doc.symbols and doc.symbols[0] == doc.title else None
+
+
 def approx_tokens(text: str) -> int:
     """Word-piece count estimate (~4 characters a token) when no tokenizer is given."""
     return max(1, len(text) // 4)
@@ -92,7 +98,7 @@ class Chunker:
         if not text.lstrip().startswith(doc.title):
             text = f"{doc.title}\n{text}"
         symbols = find_symbols(text, self.symbol_prefixes) if self.symbol_prefixes else []
-        defined = [s for s in doc.symbols[:1] if s == doc.title]
+        defined = [name] if (name := defined_symbol(doc)) else []
         return Chunk(
             id=f"{doc.id}::{index}",
             doc_id=doc.id,

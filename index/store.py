@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from sciknow.index.chunking import defined_symbol
 from sciknow.index.terms import terms
 from sciknow.records import Chunk, Document, Evidence
 
@@ -458,6 +459,7 @@ class Writer:
                 doc.text,
             ),
         )  # fmt: skip
+        defined = defined_symbol(doc)
         for chunk in chunks:
             cursor = self.conn.execute(
                 "INSERT INTO chunks (id, doc_id, text, section, start, end_, symbols, "
@@ -467,10 +469,9 @@ class Writer:
                     json.dumps(chunk.symbols), chunk.content_hash, " ".join(terms(chunk.text)),
                 ),
             )  # fmt: skip
-            defined = {s for s in doc.symbols[:1] if s == doc.title}
             self.conn.executemany(
                 "INSERT INTO symbols VALUES (?, ?, ?, ?)",
-                [(s, s.lower(), cursor.lastrowid, int(s in defined)) for s in chunk.symbols],
+                [(s, s.lower(), cursor.lastrowid, int(s == defined)) for s in chunk.symbols],
             )
 
     def set_state(self, source: str, state: dict[str, Any]) -> None:
