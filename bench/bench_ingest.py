@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 from sciknow.config import load_config
+from sciknow.eval.metrics import percentile
 from sciknow.index.factory import load_embedder, open_store
 from sciknow.rerank.hybrid import HybridRetriever
 
@@ -68,11 +68,10 @@ def search_latency(data_dir: Path, questions: list[str]) -> dict:
         started = time.perf_counter()
         retriever.search(question)
         times.append((time.perf_counter() - started) * 1000)
-    times.sort()
     return {
         "queries": len(times),
-        "p50_ms": round(statistics.median(times), 1),
-        "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
+        "p50_ms": round(percentile(times, 50), 1),
+        "p95_ms": round(percentile(times, 95), 1),
     }
 
 

@@ -24,12 +24,8 @@ from pathlib import Path
 import httpx
 
 from sciknow.config import load_config
+from sciknow.eval.metrics import percentile
 from sciknow.serve.factory import build_assistant
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[round(q * (len(ordered) - 1))]
 
 
 def bench_ask(data_dir: str, questions: list[str]) -> dict:
@@ -104,8 +100,8 @@ def bench_server(data_dir: str, questions: list[str], concurrent: int) -> dict:
             "requests": concurrent,
             "answered": sum(ok for ok, _ in results),
             "failed": sum(not ok for ok, _ in results),
-            "latency_s_p50": round(percentile(latencies, 0.5), 1),
-            "latency_s_p95": round(percentile(latencies, 0.95), 1),
+            "latency_s_p50": round(percentile(latencies, 50), 1),
+            "latency_s_p95": round(percentile(latencies, 95), 1),
         }
     finally:
         server.terminate()
