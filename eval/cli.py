@@ -37,7 +37,7 @@ def _corpus(args: argparse.Namespace, config: Config) -> Path:
 def run_retrieval(args: argparse.Namespace, config: Config) -> int:
     """Evaluate the pipelines, write JSON/Markdown/PNG under --out and print the table."""
     from sciknow.eval.report import markdown_table, write_report
-    from sciknow.eval.retrieval import EvalRequest, PipelineOptions, mode_name, run
+    from sciknow.eval.retrieval import EvalRequest, PipelineOptions, run
     from sciknow.index.factory import load_embedder
 
     corpus = _corpus(args, config)
@@ -51,6 +51,7 @@ def run_retrieval(args: argparse.Namespace, config: Config) -> int:
         pipelines=list(dict.fromkeys(args.pipeline or DEFAULT_PIPELINES)),
         ks=args.k,
         exclude=exclude,
+        repo=args.repo or "",
         cache=cache,
         limit=args.limit,
         repeat=args.repeat,
@@ -59,7 +60,7 @@ def run_retrieval(args: argparse.Namespace, config: Config) -> int:
     if not request.dataset.is_file():
         raise ConfigError(f"dataset {str(request.dataset)!r} does not exist")
     report = run(request, config, load_embedder(config))
-    out = Path(args.out) if args.out else cache / f"report-{mode_name(exclude)}"
+    out = Path(args.out) if args.out else cache / f"report-{report['mode']}"
     paths = write_report(report, out)
     print(markdown_table(report))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -86,6 +87,11 @@ def add_eval_parser(verbs: argparse._SubParsersAction) -> None:
     retrieval.add_argument("-k", type=_ks, default=[1, 4, 8], help="cut-offs (default 1,4,8)")
     retrieval.add_argument("--out", help="report folder (default: DATA_DIR/eval/report-MODE)")
     retrieval.add_argument("--corpus", help="docs folder (default: the config's docs source)")
+    retrieval.add_argument(
+        "--repo",
+        help="also index this git repository (folder or URL; man pages, examples, code) "
+        "in sciknow's index; the baseline stays docs-only",
+    )
     retrieval.add_argument("--cache", help="index cache folder (default: DATA_DIR/eval)")
     retrieval.add_argument("--limit", type=int, default=0, help="only the first N questions")
     retrieval.add_argument(

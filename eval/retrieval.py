@@ -12,6 +12,12 @@ nothing). Two modes (`../shared/eval/README.md`):
   answer's library names found in the first 8,000 characters of the ranked
   passages — against the ceiling, the share of those names anywhere in the index.
 
+With `--repo` the sciknow index also holds the library's repository (man pages,
+examples, code) through the git source, minus its `doc/` folder: the docs come
+from the corpus, with the same exclusions, so both modes stay meaningful. The
+baseline keeps indexing the Markdown docs only, which is what the published
+pipeline indexes.
+
 Latency is per question, embedding + search + rerank, after one warm-up query
 (model loading excluded).
 """
@@ -45,6 +51,7 @@ from sciknow.index.embed import Embedder
 from sciknow.index.factory import make_chunker
 from sciknow.index.pipeline import ingest
 from sciknow.index.store import Filters, Store
+from sciknow.ingest.base import Source
 from sciknow.ingest.registry import make_sources
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Evidence
@@ -52,6 +59,7 @@ from sciknow.rerank.base import Reranker
 from sciknow.rerank.hybrid import HybridRetriever
 
 DOCS_SOURCE = "petsc-doc"  # the sciknow index's source name: ids `petsc-doc:faq/index.md#anchor`
+REPO_SOURCE = "petsc-git"  # the repository's source name with `--repo`
 
 
 class Retriever(Protocol):
@@ -218,19 +226,42 @@ def seed_embeddings(store: Store, siblings: list[Path]) -> None:
             conn.execute("DETACH DATABASE seed")
 
 
+def index_folder(index: str, exclude: list[str], repo: str) -> str:
+    """`baseline-all`, `sciknow-excl-faq`, `sciknow-repo-all`: one folder per index and mode."""
+    with_repo = "-repo" if repo and index == "sciknow" else ""
+    return f"{index}{with_repo}-{mode_name(exclude)}"
+
+
+def repo_sources(repo: str, config: Config) -> list[Source]:
+    """The repository's git source without its `doc/` tree (the corpus supplies the docs)."""
+    spec = SourceConfig(name=REPO_SOURCE, kind="git", path=repo, exclude=["doc/"])
+    return [source for source in make_sources(spec, config) if source.name == REPO_SOURCE]
+
+
 def build_index(
-    index: str, corpus: Path, exclude: list[str], cache: Path, config: Config, embedder: Embedder
+    index: str,
+    corpus: Path,
+    exclude: list[str],
+    cache: Path,
+    config: Config,
+    embedder: Embedder,
+    repo: str = "",
 ) -> Store:
-    """Create or update the `index` ("baseline" or "sciknow") of `corpus` minus `exclude`."""
-    store = Store(cache / f"{index}-{mode_name(exclude)}")
+    """Create or update the `index` ("baseline" or "sciknow") of `corpus` minus `exclude`.
+
+    A new index is seeded with the embeddings of its siblings (`sciknow-*` for
+    `sciknow-repo-all`), so switching modes or adding the repository embeds only
+    new text.
+    """
+    store = Store(cache / index_folder(index, exclude, repo))
     if store.generation() == 0:
         seed_embeddings(store, sorted(cache.glob(f"{index}-*")))
     if index == "baseline":
-        sources = [MarkdownChunkSource("baseline", corpus, config.profile, exclude)]
+        sources: list[Source] = [MarkdownChunkSource("baseline", corpus, config.profile, exclude)]
         chunker = whole_chunker()
     else:
         spec = SourceConfig(name=DOCS_SOURCE, kind="docs", path=str(corpus), exclude=exclude)
-        sources = make_sources(spec, config)
+        sources = make_sources(spec, config) + (repo_sources(repo, config) if repo else [])
         chunker = make_chunker(config)
     ingest(store, sources, embedder, chunker)
     return store
@@ -355,6 +386,7 @@ class EvalRequest:
     pipelines: list[str]
     ks: list[int]
     exclude: list[str] = field(default_factory=list)
+    repo: str = ""  # a git repository (folder or URL) added to the sciknow index
     cache: Path = Path(".sciknow/eval")
     limit: int = 0
     repeat: int = 1
@@ -377,8 +409,9 @@ def run(request: EvalRequest, config: Config, embedder: Embedder) -> dict[str, A
         pipeline = PIPELINES[name]
         if pipeline.index not in stores:
             stores[pipeline.index] = build_index(
-                pipeline.index, request.corpus, request.exclude, request.cache, config, embedder
-            )
+                pipeline.index, request.corpus, request.exclude, request.cache, config, embedder,
+                request.repo,
+            )  # fmt: skip
         store = stores[pipeline.index]
         retriever = pipeline.build(store, embedder, config, request.options)
         answers = ask_all(name, retriever, questions, depth, request.repeat)
@@ -387,7 +420,8 @@ def run(request: EvalRequest, config: Config, embedder: Embedder) -> dict[str, A
         "dataset": str(request.dataset),
         "corpus": str(request.corpus),
         "exclude": request.exclude,
-        "mode": mode_name(request.exclude),
+        "repo": request.repo,
+        "mode": ("repo-" if request.repo else "") + mode_name(request.exclude),
         "questions": len(questions),
         "ks": request.ks,
         "context_budget_chars": CONTEXT_BUDGET,

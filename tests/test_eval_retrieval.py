@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 
 import pytest
 
 from sciknow.eval.baseline import MarkdownChunkSource
 from sciknow.eval.cli import add_eval_parser
 from sciknow.eval.retrieval import EvalRequest, run
+from sciknow.index.store import Store
 
 FAQ = """# FAQ
 
@@ -51,6 +53,30 @@ QUESTIONS = [
         "anchor": "why-is-my-matrix-assembly-slow",
     },
 ]
+
+
+ITFUNC_C = """
+/*@
+  KSPSetIterationCap - Caps the number of iterations of the solver
+
+  Logically Collective
+
+  Options Database Key:
+. -ksp_iteration_cap <n> - the cap
+
+  Level: beginner
+@*/
+PetscErrorCode KSPSetIterationCap(KSP ksp, PetscInt n)
+{
+  return 0;
+}
+"""
+
+CAP_QUESTION = {
+    "id": "q3",
+    "question": "How do I cap the number of iterations of the solver?",
+    "answer": "Call KSPSetIterationCap or pass -ksp_iteration_cap.",
+}
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +162,33 @@ def test_cli_writes_the_report_files(setup, capsys):
     ]
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "retrieval", "--dataset", "x", "-k", "0,4"])
+
+
+def test_repo_mode_adds_the_repository_but_not_its_docs(setup, embedder, tmp_path):
+    root, _, config = setup
+    repo = tmp_path / "petsc"
+    (repo / "src" / "ksp").mkdir(parents=True)
+    (repo / "doc" / "faq").mkdir(parents=True)
+    (repo / "src" / "ksp" / "itfunc.c").write_text(ITFUNC_C)
+    (repo / "doc" / "faq" / "index.md").write_text(FAQ)  # must come from the corpus only
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@e.org", "commit", "-q", "-m", "fixture"],
+    ):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    dataset = tmp_path / "cap.jsonl"
+    dataset.write_text(json.dumps(CAP_QUESTION) + "\n")
+    request = _request(root, dataset, ["faq/"])
+    request.repo = str(repo)
+    report = run(request, config, embedder)
+    assert report["mode"] == "repo-excl-faq" and report["repo"] == str(repo)
+    by_name = {p["name"]: p for p in report["pipelines"]}
+    assert by_name["default"]["symbol_recall"][1] == 1.0  # the man page, from the repository
+    assert by_name["default"]["per_question"][0]["passages"][0].startswith("petsc-git:src/ksp/")
+    assert by_name["baseline"]["ceiling"] == 0.0  # the docs never name it
+    assert (root / "cache" / "sciknow-repo-excl-faq").is_dir()
+    store = Store(root / "cache" / "sciknow-repo-excl-faq")
+    origins = {o for (o,) in store.conn.execute("SELECT origin FROM documents")}
+    assert "src/ksp/itfunc.c" in origins and not any(o.startswith("doc/") for o in origins)
+    assert not any(o.startswith("faq/") for o in origins)
