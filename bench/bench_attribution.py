@@ -1,6 +1,6 @@
 """Token attribution and answer flags on SmolLM2-135M (run by hand; figures go in the notes).
 
-    python bench/bench_attribution.py [--backend transformers|embedded] [--data-dir DIR]
+    python bench/bench_attribution.py [--backend transformers|embedded] [--dtype D] [--data-dir DIR]
 
 1. A 30-token prompt + 30-token response (plain text, positions 1..29):
    - the prior's top-K needed for ε ≤ 1e-3 and 1e-2 at every position (from the full
@@ -64,14 +64,14 @@ def since(start: dict[str, float]) -> dict[str, float]:
     return {k: round(now[k] - start[k], 2) for k in now}
 
 
-def load_backend(name: str) -> Backend:
+def load_backend(name: str, dtype: str) -> Backend:
     if name == "embedded":
         from sciknow.serve.embedded import EmbeddedBackend
 
         return EmbeddedBackend(n_ctx=2048)
     from sciknow.serve.hf import TransformersBackend
 
-    return TransformersBackend.from_gguf()
+    return TransformersBackend.from_gguf(dtype=dtype)
 
 
 def top_needed(prior: list[tuple[int, float]], token: int, epsilon: float) -> int:
@@ -225,6 +225,7 @@ def flag_timing(backend: Backend, data_dir: str | None) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["transformers", "embedded"], default="transformers")
+    parser.add_argument("--dtype", default="auto", help="transformers: auto, float32, bfloat16")
     parser.add_argument("--data-dir", help="an ingested index for the flags' passages")
     parser.add_argument("--caps", default="4,16", help="max candidates for the fast-path runs")
     parser.add_argument("--ks", default="4,16,64", help="K values of the convergence table")
@@ -235,7 +236,7 @@ def main() -> None:
     skip = set(args.skip.split(","))
     report: dict[str, Any] = {"load_average_start": os.getloadavg()}
     start = clock()
-    backend = load_backend(args.backend)
+    backend = load_backend(args.backend, args.dtype)
     report |= {"backend": backend.name, "load_seconds": since(start)}
     prompt, response = backend.tokenize(PROMPT)[:30], backend.tokenize(RESPONSE)[:30]
     parts = {

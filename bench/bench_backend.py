@@ -1,13 +1,15 @@
 """Backend benchmarks through the `Backend` protocol (run by hand; figures go in the notes).
 
-    python bench/bench_backend.py [--vllm-url http://127.0.0.1:8000] [--transformers]
+    python bench/bench_backend.py [--backends transformers,transformers:float32,embedded]
+                                  [--vllm-url http://127.0.0.1:8000]
                                   [--out bench/results/backend.json]
 
 Each backend runs in its own process, so peak RSS (VmHWM) is that backend's own:
-load time, time to first token and decode tokens/s of a greedy chat reply, `score`
-tokens/s on a cold 300-token sequence, and `score` of 20 attribution-like candidates
-(a shared 280-token prefix, each with its own 20-token suffix). For vLLM, the RSS is the
-client's; the server's processes are not ours to measure.
+load time, time to first token and decode tokens/s of a greedy chat reply, time to
+first token after a RAG-sized prompt (~1,200 tokens), `score` tokens/s on a cold
+300-token sequence, and `score` of 20 attribution-like candidates (a shared 280-token
+prefix, each with its own 20-token suffix). `transformers:DTYPE` picks the torch dtype.
+For vLLM, the RSS is the client's; the server's processes are not ours to measure.
 """
 
 from __future__ import annotations
@@ -65,6 +67,17 @@ def bench_generate(backend: Backend, runs: int = 3, max_tokens: int = 64) -> dic
     }
 
 
+def bench_long_prompt(backend: Backend) -> dict[str, float]:
+    """Time to first token after a prompt the size of a 6-passage RAG prompt."""
+    messages = [{"role": "user", "content": TEXT * 18 + "\n\n" + QUESTION}]
+    start = time.perf_counter()
+    next(iter(backend.generate(messages, max_tokens=2)))
+    return {
+        "long_prompt_tokens": len(backend.chat_tokens(messages)),
+        "long_prompt_ttft_s": round(time.perf_counter() - start, 2),
+    }
+
+
 def bench_score(backend: Backend) -> dict[str, float]:
     ids = (backend.tokenize(TEXT) * 10)[:300]
     unrelated = [[ids[0] + 1, ids[0] + 1]]  # shares no prefix: later scores start cold
@@ -87,12 +100,13 @@ def bench_score(backend: Backend) -> dict[str, float]:
     }
 
 
-def build(name: str, vllm_url: str) -> Backend:
+def build(spec: str, vllm_url: str) -> Backend:
+    name, _, dtype = spec.partition(":")
+    options: dict[str, Any] = {"n_ctx": 2048}
     if name == "transformers":
-        from sciknow.serve.hf import TransformersBackend
-
-        return TransformersBackend.from_gguf()
-    options: dict[str, Any] = {"url": vllm_url} if name == "vllm" else {"n_ctx": 2048}
+        options = {"dtype": dtype or "auto", "threads": 2, "context_window": 2048}
+    elif name == "vllm":
+        options = {"url": vllm_url}
     return make_backend(name, **options)
 
 
@@ -104,6 +118,7 @@ def run_one(name: str, vllm_url: str) -> dict[str, Any]:
         "load_s": round(time.perf_counter() - start, 2),
     }
     result |= bench_generate(backend)
+    result |= bench_long_prompt(backend)
     result |= bench_score(backend)
     result["peak_rss_mib"] = round(peak_rss_mib())
     return result
@@ -111,15 +126,17 @@ def run_one(name: str, vllm_url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backends", default="transformers,embedded", help="comma list (transformers:DTYPE)"
+    )
     parser.add_argument("--vllm-url", default="", help="also benchmark this vLLM server")
-    parser.add_argument("--transformers", action="store_true", help="also the HF GGUF path")
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the per-backend child process
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.vllm_url)))
         return
-    names = ["embedded"] + ["transformers"] * args.transformers + ["vllm"] * bool(args.vllm_url)
+    names = args.backends.split(",") + ["vllm"] * bool(args.vllm_url)
     results = []
     for name in names:
         cmd = [sys.executable, __file__, "--one", name, "--vllm-url", args.vllm_url]

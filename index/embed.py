@@ -85,10 +85,16 @@ class SentenceTransformerEmbedder:
         model = self.model
         # A query is too small to split across threads: one thread answers it ~4x
         # faster (measured: 35 ms vs 130-500 ms with two threads on a busy 2-core box).
+        # The setting is process-wide, so it is restored: a torch model beside the
+        # embedder (the transformers backend) would otherwise run on one thread.
+        threads = torch.get_num_threads()
         torch.set_num_threads(1 if len(texts) <= SMALL_BATCH else self.threads)
-        vectors = model.encode(
-            texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
-        )
+        try:
+            vectors = model.encode(
+                texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+            )
+        finally:
+            torch.set_num_threads(threads)
         return _normalize(vectors)
 
 

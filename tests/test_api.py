@@ -54,7 +54,7 @@ def sse_events(text: str) -> list[tuple[str, dict]]:
 def test_health_and_openapi(server):
     health = httpx.get(f"{server}/health").json()
     assert health["status"] == "ok" and health["documents"] == 7
-    assert health["backend"].startswith("embedded")
+    assert health["backend"].startswith("transformers")  # the default backend
     schema = httpx.get(f"{server}/openapi.json").json()
     assert {"/ask", "/search", "/health"} <= set(schema["paths"])
 

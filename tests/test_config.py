@@ -60,6 +60,8 @@ def test_environment_overrides(tmp_path):
         ('[[sources]]\nkind = "docs"\n', "sources[0] (docs) needs a path"),
         ("[retrieval\n", "not valid TOML"),
         ("[ingest]\nchunk_overlap = 300\n", "chunk_overlap must be smaller"),
+        ('[models]\nbackend = "gpt"\n', "models.backend = 'gpt' is not one of transformers"),
+        ('[models]\ndtype = "float16"\n', "models.dtype = 'float16' is not one of auto"),
     ],
 )
 def test_errors_name_the_bad_key(tmp_path, text, message):

@@ -162,6 +162,18 @@ def test_chunker_splits_mail_threads_by_message_with_the_question(chunker):
     assert chunks[1].start == len(question) + 1
 
 
+def test_query_embedding_leaves_torch_thread_count_alone(embedder):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        embedder.embed(["How do I set the tolerances?"])  # runs on one thread inside
+        assert torch.get_num_threads() == 2  # a torch backend beside it keeps both cores
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_ingest_search_and_filters(tmp_path, embedder, chunker):
     store = Store(tmp_path / "data")
     report = ingest(store, [ListSource("test", CORPUS)], embedder, chunker)

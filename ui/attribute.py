@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from sciknow.config import Config
+from sciknow.config import BACKENDS, Config
 from sciknow.serve.attribution import (
     CERTIFY_CANDIDATES,
     EPSILON,
@@ -40,8 +40,8 @@ def add_attribute_parser(verbs: Any) -> None:
     parser.add_argument("--response", required=True, help="the response to attribute")
     parser.add_argument(
         "--backend",
-        choices=["embedded", "vllm", "transformers"],
-        help="default: models.backend; transformers loads the embedded GGUF with torch",
+        choices=BACKENDS,
+        help="default: models.backend",
     )
     parser.add_argument("--raw", action="store_true", help="no chat template around the prompt")
     parser.add_argument("--epsilon", type=float, default=EPSILON, help="excluded prior mass")
@@ -60,7 +60,9 @@ def add_attribute_parser(verbs: Any) -> None:
 
 
 def run_attribute(args: argparse.Namespace, config: Config) -> int:
-    backend = _backend(config, args.backend)
+    from sciknow.serve.factory import build_backend
+
+    backend = build_backend(config, args.backend)
     result = attribute_text(
         backend,
         args.prompt,
@@ -77,16 +79,6 @@ def run_attribute(args: argparse.Namespace, config: Config) -> int:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         print(render(backend, result, color))
     return 0
-
-
-def _backend(config: Config, name: str | None) -> Backend:
-    if name == "transformers":
-        from sciknow.serve.hf import TransformersBackend
-
-        return TransformersBackend.from_gguf(config.models.gguf or None)
-    from sciknow.serve.factory import build_backend
-
-    return build_backend(config, name)
 
 
 def attribute_text(

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sciknow.config import Config, ConfigError, load_config
+from sciknow.config import BACKENDS, Config, ConfigError, load_config
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask = verbs.add_parser("ask", help="answer a question with cited sources")
     ask.add_argument("question")
     ask.add_argument("-k", type=int, default=None, help="passages given to the model (default 6)")
-    ask.add_argument("--backend", choices=["embedded", "vllm"], help="default: models.backend")
+    ask.add_argument("--backend", choices=BACKENDS, help="default: models.backend")
     _add_filters(ask)
     ask.add_argument("--json", action="store_true", help="print the Answer record as JSON")
     ask.add_argument(
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = verbs.add_parser("serve", help="HTTP API (ask, search, health)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--backend", choices=["embedded", "vllm"], help="default: models.backend")
+    serve.add_argument("--backend", choices=BACKENDS, help="default: models.backend")
     serve.set_defaults(run=_serve)
 
     stats = verbs.add_parser("stats", help="what the index holds")
