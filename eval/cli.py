@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sciknow.config import Config, ConfigError
+from sciknow.config import BACKENDS, Config, ConfigError
 
 DEFAULT_PIPELINES = ["baseline", "default"]
 
@@ -98,5 +98,5 @@ def add_eval_parser(verbs: argparse._SubParsersAction) -> None:
         "--repeat", type=int, default=1, help="time each question N times, keep the fastest"
     )
     retrieval.add_argument("--cross-encoder", help="local CrossEncoder folder (ce pipelines)")
-    retrieval.add_argument("--backend", choices=["embedded", "vllm"], help="LLM for `llm`")
+    retrieval.add_argument("--backend", choices=BACKENDS, help="LLM for the `llm` pipeline")
     retrieval.set_defaults(run=run_retrieval)
