@@ -4,6 +4,7 @@ tokenizer and a ChatML template (so prompts, passages and answers are real text)
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import pytest
@@ -186,6 +187,25 @@ def test_attribute_raw_and_rendering(backend) -> None:
     assert text.splitlines()[0].split()[:3] == ["pos", "token", "LogA"]
     assert "token evaluations" in text and "\x1b[" not in text
     assert "\x1b[" in render(backend, result, color=True)
+
+
+def test_attribute_verb_prints_json_and_asks_for_float32(backend, monkeypatch, capsys) -> None:
+    from sciknow.config import load_config
+    from sciknow.serve import factory
+
+    asked = []
+    monkeypatch.setattr(
+        factory, "build_backend", lambda config, name: asked.append(config.models.dtype) or backend
+    )
+    parser = argparse.ArgumentParser()
+    add_attribute_parser(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(["attribute", "--prompt", "KSP?", "--response", " yes", "--json"])
+    assert args.run(args, load_config(environ={})) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert asked == ["float32"]  # "auto" would pick bfloat16, too coarse for attribution
+    assert {"tokens", "log_p_response", "evaluations", "seconds"} == set(printed)
+    args.run(args, load_config(environ={"SCIKNOW_MODELS__DTYPE": "bfloat16"}))
+    assert asked == ["float32", "bfloat16"]  # an explicit choice is kept
 
 
 def test_attribute_verb_registration() -> None:

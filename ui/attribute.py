@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from sciknow.config import BACKENDS, Config
@@ -60,8 +61,12 @@ def add_attribute_parser(verbs: Any) -> None:
 
 
 def run_attribute(args: argparse.Namespace, config: Config) -> int:
+    """Attribution compares log-probabilities a few hundredths of a nat apart, so an
+    in-process model runs in float32 unless `models.dtype` names another type."""
     from sciknow.serve.factory import build_backend
 
+    if config.models.dtype == "auto":
+        config = replace(config, models=replace(config.models, dtype="float32"))
     backend = build_backend(config, args.backend)
     result = attribute_text(
         backend,
