@@ -36,6 +36,17 @@ __all__ = ["HybridRetriever", "reciprocal_rank_fusion"]
 _IDENTIFIER_RE = re.compile(r"-?[A-Za-z_][A-Za-z0-9_]*")
 
 
+def looks_like_identifier(word: str) -> bool:
+    """An option, or a word with an underscore, a digit or a capital after its first letter
+    (`-ksp_rtol`, `PETSC_DIR`, `DMDA`, `MatSetValues`); not `matrix` or `Error`."""
+    return (
+        word.startswith("-")
+        or "_" in word
+        or any(c.isdigit() for c in word)
+        or any(c.isupper() for c in word[1:])
+    )
+
+
 @dataclass
 class HybridRetriever:
     """Ranked evidence for a question: fusion, symbol feedback, model reranker, diversity.
@@ -86,16 +97,21 @@ class HybridRetriever:
         }
 
     def query_symbols(self, question: str) -> list[str]:
-        """Library names in the question: pattern matches plus any word the index knows.
+        """Library names in the question: pattern matches plus identifier-shaped words the
+        index knows.
 
         A bare prefix ("PETSc", "Vec") is not a name: the index knows `PETSC` from
         `PETSC_...` macros, and matching it would send every question to pages
-        that happen to spell it.
+        that happen to spell it. Nor is a plain word: a source tree defines `error`,
+        `matrix` and `install` somewhere, and matching them sent FAQ questions to code
+        (whole-repository dev set: gold recall@1 0.44 with plain words, 0.92 without).
         """
         named = find_symbols(question, self.profile.symbol_prefixes)
         bare = {p.lower() for p in self.profile.symbol_prefixes} | {self.profile.name.lower()}
         words = [
-            w for w in _IDENTIFIER_RE.findall(question) if len(w) > 3 and w.lower() not in bare
+            w
+            for w in _IDENTIFIER_RE.findall(question)
+            if len(w) > 3 and w.lower() not in bare and looks_like_identifier(w)
         ]
         spelled = {n.lower() for n in named}
         known = [w for w in self.store.known_symbols(words) if w not in spelled]

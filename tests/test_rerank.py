@@ -21,7 +21,7 @@ from sciknow.rerank.base import Reranker, order_by_scores
 from sciknow.rerank.cross_encoder import CrossEncoderReranker
 from sciknow.rerank.diversity import Diversifier, jaccard, shingles
 from sciknow.rerank.fusion import SymbolFeedback, symbol_ranking
-from sciknow.rerank.hybrid import HybridRetriever
+from sciknow.rerank.hybrid import HybridRetriever, looks_like_identifier
 from sciknow.rerank.llm import LLMReranker
 
 PREFIXES = tuple(Profile().symbol_prefixes)
@@ -67,6 +67,16 @@ FIXTURES = [
         "Run the program with -log_view to print a performance summary of every stage.",
         page="manual/ksp.md",
     ),
+    Document(  # a source tree defines plain words too
+        id="fx:src/util.c#matrix",
+        source="fx",
+        kind="code",
+        uri="https://example.org/util.c",
+        title="matrix",
+        text="static int matrix(int n) { return n; }",
+        origin="src/util.c",
+        symbols=["matrix"],
+    ),
 ]
 
 
@@ -111,6 +121,18 @@ def test_named_function_surfaces_its_man_page(store, embedder):
 def test_named_option_surfaces_the_section_that_documents_it(store, embedder):
     top = _retriever(store, embedder).search("-pc_factor_mat_ordering_type")
     assert top[0].title == "Factorization orderings"
+
+
+def test_plain_words_are_not_symbols_even_when_code_defines_them(store, embedder):
+    retriever = _retriever(store, embedder)
+    assert retriever.query_symbols("How do I zero the rows of a matrix?") == []
+    assert retriever.query_symbols("Is -log_view or Matrix faster?") == ["-log_view"]
+    top = retriever.search("How do I zero the rows and columns of a matrix?", 2)
+    assert top and not any("symbol" in e.reason for e in top)
+    assert [looks_like_identifier(w) for w in ["DMDA", "PETSC_DIR", "-ksp_rtol", "ex19"]] == [
+        True, True, True, True
+    ]  # fmt: skip
+    assert not any(looks_like_identifier(w) for w in ["matrix", "Error", "install"])
 
 
 def test_symbol_ties_are_ordered_by_similarity_not_row_id(store, embedder):
@@ -168,8 +190,8 @@ def test_diversity_drops_near_duplicates_and_caps_documents_and_pages():
 
 def test_retriever_applies_diversity_after_fusion(store, embedder):
     question = "ordering of factorization and performance summary"
-    plain = _retriever(store, embedder).search(question, k=4)
-    capped = _retriever(store, embedder, max_per_page=1).search(question, k=4)
+    plain = _retriever(store, embedder).search(question, k=5)
+    capped = _retriever(store, embedder, max_per_page=1).search(question, k=5)
     pages = [e.doc_id.split("#")[0] for e in capped]
     assert len(pages) == len(set(pages)) and len(capped) < len(plain)
 
