@@ -267,16 +267,21 @@ class Store:
             hits = [h for h in hits if h[0] in allowed_set]
         return hits[:k]
 
-    def known_symbols(self, words: Iterable[str]) -> list[str]:
-        """Those of `words` that are symbols in the index (any case)."""
+    def known_symbols(self, words: Iterable[str]) -> dict[str, set[str]]:
+        """Those of `words` that are symbols in the index (any case), lowercased, each with
+        the spellings the index has for it."""
         lowered = list({w.lower() for w in words})
         if not lowered:
-            return []
+            return {}
         rows = self.conn.execute(
-            f"SELECT DISTINCT lower FROM symbols WHERE lower IN ({','.join('?' * len(lowered))})",
+            "SELECT DISTINCT lower, symbol FROM symbols "
+            f"WHERE lower IN ({','.join('?' * len(lowered))})",
             lowered,
         )
-        return [r[0] for r in rows]
+        known: dict[str, set[str]] = {}
+        for lower, symbol in rows:
+            known.setdefault(lower, set()).add(symbol)
+        return known
 
     def evidence(self, rowids: list[int]) -> dict[int, Evidence]:
         if not rowids:
