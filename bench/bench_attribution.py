@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from sciknow.serve.attribution import attribute
-from sciknow.serve.backend import Backend, GenToken
+from sciknow.serve.backend import Backend, GenToken, make_backend
 from sciknow.serve.flags import answer_flags
 
 PROMPT = (
@@ -65,13 +65,8 @@ def since(start: dict[str, float]) -> dict[str, float]:
 
 
 def load_backend(name: str, dtype: str) -> Backend:
-    if name == "embedded":
-        from sciknow.serve.embedded import EmbeddedBackend
-
-        return EmbeddedBackend(n_ctx=2048)
-    from sciknow.serve.hf import TransformersBackend
-
-    return TransformersBackend.from_gguf(dtype=dtype)
+    options = {"n_ctx": 2048} if name == "embedded" else {"dtype": dtype}
+    return make_backend(name, **options)
 
 
 def top_needed(prior: list[tuple[int, float]], token: int, epsilon: float) -> int:
