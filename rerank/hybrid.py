@@ -105,20 +105,27 @@ class HybridRetriever:
         that happen to spell it. Nor is a plain word: a source tree defines `error`,
         `matrix` and `install` somewhere, and matching them sent FAQ questions to code
         (whole-repository dev set: gold recall@1 0.44 with plain words, 0.92 without).
-        A word counts when the index spells it as an identifier (`kspsettolerances`
-        typed for `KSPSetTolerances` does).
+        A word typed as an identifier (`DMDA`, `ksp_rtol`) counts when the index knows it;
+        a plain word counts when the index spells it in mixed case, with an underscore or
+        a digit (`kspsettolerances` typed for `KSPSetTolerances` does, `matrices` for a
+        `MATRICES` macro does not).
         """
         named = find_symbols(question, self.profile.symbol_prefixes)
         bare = {p.lower() for p in self.profile.symbol_prefixes} | {self.profile.name.lower()}
-        words = [
-            w for w in _IDENTIFIER_RE.findall(question) if len(w) > 3 and w.lower() not in bare
-        ]
+        typed: dict[str, set[str]] = {}
+        for word in _IDENTIFIER_RE.findall(question):
+            if len(word) > 3 and word.lower() not in bare:
+                typed.setdefault(word.lower(), set()).add(word)
         spelled = {n.lower() for n in named}
-        known = self.store.known_symbols(words)
+        known = self.store.known_symbols(typed)
         return named + [
             lower
             for lower, spellings in known.items()
-            if lower not in spelled and any(looks_like_identifier(s) for s in spellings)
+            if lower not in spelled
+            and (
+                any(looks_like_identifier(w) for w in typed[lower])
+                or any(looks_like_identifier(s) and not s.isupper() for s in spellings)
+            )
         ]
 
     def rankings(
@@ -144,7 +151,7 @@ class HybridRetriever:
         vector = self.embedder.embed([question])[0]
         rankings = self.rankings(question, vector, n, allowed)
         fused = reciprocal_rank_fusion(rankings, self.weights, self.settings.rrf_k)[:n]
-        candidates = self._evidence(fused, rankings)
+        candidates = self._weigh_kinds(self._evidence(fused, rankings))
         if self.feedback is not None:
             candidates = self.feedback.rerank(question, candidates, len(candidates))
         if self.reranker is not None:
@@ -152,6 +159,15 @@ class HybridRetriever:
             reranked = self.reranker.rerank(question, candidates[:pool], pool)
             candidates = reranked + candidates[pool:]
         return self.diversifier.rerank(question, candidates, k)
+
+    def _weigh_kinds(self, candidates: list[Evidence]) -> list[Evidence]:
+        """Scale fused scores by `kind_weights` and re-sort (ties keep the fused order)."""
+        weights = self.settings.kind_weights
+        if not weights:
+            return candidates
+        for evidence in candidates:
+            evidence.score *= weights.get(evidence.kind, 1.0)
+        return sorted(candidates, key=lambda evidence: -evidence.score)
 
     def _evidence(
         self, fused: list[tuple[int, float, dict[str, float]]], rankings: dict[str, Ranking]

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sciknow.records import KINDS
+
 SOURCE_KINDS = ("docs", "git", "pipermail", "mbox", "gitlab", "discord-export")
 
 
@@ -136,8 +138,18 @@ class RetrievalConfig:
     max_per_doc: int = 3
     max_per_page: int = 0
     max_similarity: float = 0.8
+    # Multiplies a passage's fused score by its document kind ("code", "manpage", ...);
+    # kinds not named keep 1. In a whole source tree most chunks are function bodies
+    # that share words with any question but rarely answer one (README).
+    kind_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.kind_weights) - set(KINDS))
+        if unknown:
+            raise ConfigError(
+                f"retrieval.kind_weights names unknown kind {unknown[0]!r}; "
+                f"kinds: {', '.join(KINDS)}"
+            )
         if self.reranker not in RERANKERS:
             raise ConfigError(
                 f"retrieval.reranker = {self.reranker!r} is not one of {', '.join(RERANKERS)}"
@@ -174,6 +186,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        return _coerce_table(value, typing.get_args(typ)[1], key)
     if origin in (types.UnionType, typing.Union):
         return _coerce(value, next(a for a in typing.get_args(typ) if a is not type(None)), key)
     if typ is bool:
@@ -197,6 +211,18 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
     raise ConfigError(f"{key}: unsupported type {typ!r}")
+
+
+def _coerce_table(value: Any, value_type: Any, key: str) -> dict[str, Any]:
+    """A table of named values; from the environment as `name=value,name=value`."""
+    if isinstance(value, str):
+        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ConfigError(f"{key} must be written name=value,name=value, got {value!r}")
+        value = {name.strip(): v.strip() for name, _, v in pairs}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a table, got {value!r}")
+    return {name: _coerce(v, value_type, f"{key}.{name}") for name, v in value.items()}
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

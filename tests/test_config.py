@@ -50,6 +50,14 @@ def test_environment_overrides(tmp_path):
     assert config.retrieval.k == 12 and config.models.threads == 1
 
 
+def test_kind_weights_table_from_file_and_environment(tmp_path):
+    path = write(tmp_path, "[retrieval.kind_weights]\ncode = 0.5\n")
+    assert load_config(path, environ={}).retrieval.kind_weights == {"code": 0.5}
+    environ = {"SCIKNOW_RETRIEVAL__KIND_WEIGHTS": "code=0.25, example=1"}
+    weights = load_config(path, environ=environ).retrieval.kind_weights
+    assert weights == {"code": 0.25, "example": 1.0}
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -62,6 +70,9 @@ def test_environment_overrides(tmp_path):
         ("[ingest]\nchunk_overlap = 300\n", "chunk_overlap must be smaller"),
         ('[models]\nbackend = "gpt"\n', "models.backend = 'gpt' is not one of transformers"),
         ('[models]\ndtype = "float16"\n', "models.dtype = 'float16' is not one of auto"),
+        ("[retrieval]\nkind_weights = 2\n", "retrieval.kind_weights must be a table, got 2"),
+        ("[retrieval.kind_weights]\ncode = 'low'\n", "retrieval.kind_weights.code must be a"),
+        ("[retrieval.kind_weights]\nblog = 1.0\n", "names unknown kind 'blog'; kinds: code, manpage"),
     ],
 )
 def test_errors_name_the_bad_key(tmp_path, text, message):
@@ -72,6 +83,12 @@ def test_errors_name_the_bad_key(tmp_path, text, message):
 def test_bad_environment_value_is_named(tmp_path):
     with pytest.raises(ConfigError, match=re.escape("retrieval.k must be an integer, got 'x'")):
         load_config(write(tmp_path, ""), environ={"SCIKNOW_RETRIEVAL__K": "x"})
+
+
+def test_malformed_environment_table_is_named(tmp_path):
+    environ = {"SCIKNOW_RETRIEVAL__KIND_WEIGHTS": "code:0.5"}
+    with pytest.raises(ConfigError, match="retrieval.kind_weights must be written name=value"):
+        load_config(write(tmp_path, ""), environ=environ)
 
 
 def test_missing_file(tmp_path):

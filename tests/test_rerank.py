@@ -77,6 +77,16 @@ FIXTURES = [
         origin="src/util.c",
         symbols=["matrix"],
     ),
+    Document(  # and all-capital macros named like English words
+        id="fx:src/order.h#ORDERINGS",
+        source="fx",
+        kind="code",
+        uri="https://example.org/order.h",
+        title="ORDERINGS",
+        text="#define ORDERINGS 4",
+        origin="src/order.h",
+        symbols=["ORDERINGS"],
+    ),
 ]
 
 
@@ -135,6 +145,21 @@ def test_plain_words_are_not_symbols_even_when_code_defines_them(store, embedder
     assert not any(looks_like_identifier(w) for w in ["matrix", "Error", "install"])
 
 
+def test_a_plain_word_is_not_an_all_capital_macro_unless_typed_so(store, embedder):
+    retriever = _retriever(store, embedder)
+    assert retriever.query_symbols("Which fill-reducing orderings exist?") == []
+    assert retriever.query_symbols("What is ORDERINGS set to?") == ["orderings"]
+    assert retriever.query_symbols("what does matzerorowscolumns do") == ["matzerorowscolumns"]
+
+
+def test_kind_weights_demote_a_kind_below_the_others(store, embedder):
+    question = "static int matrix function that returns n"
+    assert _retriever(store, embedder).search(question)[0].kind == "code"
+    demoted = _retriever(store, embedder, kind_weights={"code": 0.1}).search(question, 6)
+    kinds = [e.kind for e in demoted]
+    assert kinds[0] != "code" and "code" in kinds  # demoted, not dropped
+
+
 def test_symbol_ties_are_ordered_by_similarity_not_row_id(store, embedder):
     question = "How do I print a performance summary with -log_view?"
     vector = embedder.embed([question])[0]
@@ -190,8 +215,8 @@ def test_diversity_drops_near_duplicates_and_caps_documents_and_pages():
 
 def test_retriever_applies_diversity_after_fusion(store, embedder):
     question = "ordering of factorization and performance summary"
-    plain = _retriever(store, embedder).search(question, k=5)
-    capped = _retriever(store, embedder, max_per_page=1).search(question, k=5)
+    plain = _retriever(store, embedder).search(question, k=6)
+    capped = _retriever(store, embedder, max_per_page=1).search(question, k=6)
     pages = [e.doc_id.split("#")[0] for e in capped]
     assert len(pages) == len(set(pages)) and len(capped) < len(plain)
 
