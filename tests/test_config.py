@@ -72,7 +72,7 @@ def test_kind_weights_table_from_file_and_environment(tmp_path):
         ('[models]\ndtype = "float16"\n', "models.dtype = 'float16' is not one of auto"),
         ("[retrieval]\nkind_weights = 2\n", "retrieval.kind_weights must be a table, got 2"),
         ("[retrieval.kind_weights]\ncode = 'low'\n", "retrieval.kind_weights.code must be a"),
-        ("[retrieval.kind_weights]\nblog = 1.0\n", "names unknown kind 'blog'; kinds: code, manpage"),
+        ("[retrieval.kind_weights]\nblog = 1.0\n", "unknown kind 'blog'; kinds: code"),
     ],
 )
 def test_errors_name_the_bad_key(tmp_path, text, message):
@@ -87,7 +87,7 @@ def test_bad_environment_value_is_named(tmp_path):
 
 def test_malformed_environment_table_is_named(tmp_path):
     environ = {"SCIKNOW_RETRIEVAL__KIND_WEIGHTS": "code:0.5"}
-    with pytest.raises(ConfigError, match="retrieval.kind_weights must be written name=value"):
+    with pytest.raises(ConfigError, match=r"kind_weights must be written name=value"):
         load_config(write(tmp_path, ""), environ=environ)
 
 
