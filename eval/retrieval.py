@@ -188,12 +188,12 @@ PIPELINES = {
         Pipeline(
             "dense", "sciknow", "sciknow sections, dense only",
             _hybrid(bm25_weight=0.0, symbol_weight=0.0, feedback_weight=0.0, max_per_doc=0,
-                    max_per_page=0, max_similarity=1.0),
+                    max_per_page=0, max_similarity=1.0, kind_weights={}),
         ),
         Pipeline(
             "fusion", "sciknow", "sciknow RRF dense 1 + BM25 1 + symbols 2 (before this change)",
             _hybrid(dense_weight=1.0, bm25_weight=1.0, symbol_weight=2.0, feedback_weight=0.0,
-                    max_per_doc=0, max_per_page=0, max_similarity=1.0),
+                    max_per_doc=0, max_per_page=0, max_similarity=1.0, kind_weights={}),
         ),
         Pipeline("default", "sciknow", "sciknow as configured ([retrieval])", _hybrid()),
         Pipeline(

@@ -154,7 +154,7 @@ def test_a_plain_word_is_not_an_all_capital_macro_unless_typed_so(store, embedde
 
 def test_kind_weights_demote_a_kind_below_the_others(store, embedder):
     question = "static int matrix function that returns n"
-    assert _retriever(store, embedder).search(question)[0].kind == "code"
+    assert _retriever(store, embedder, kind_weights={}).search(question)[0].kind == "code"
     demoted = _retriever(store, embedder, kind_weights={"code": 0.1}).search(question, 6)
     kinds = [e.kind for e in demoted]
     assert kinds[0] != "code" and "code" in kinds  # demoted, not dropped
