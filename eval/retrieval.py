@@ -258,12 +258,12 @@ def build_index(
         seed_embeddings(store, sorted(cache.glob(f"{index}-*")))
     if index == "baseline":
         sources: list[Source] = [MarkdownChunkSource("baseline", corpus, config.profile, exclude)]
-        chunker = whole_chunker()
+        chunker, skip = whole_chunker(), []
     else:
         spec = SourceConfig(name=DOCS_SOURCE, kind="docs", path=str(corpus), exclude=exclude)
         sources = make_sources(spec, config) + (repo_sources(repo, config) if repo else [])
-        chunker = make_chunker(config)
-    ingest(store, sources, embedder, chunker)
+        chunker, skip = make_chunker(config), config.ingest.skip_embedding_kinds
+    ingest(store, sources, embedder, chunker, skip_embedding_kinds=skip)
     return store
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -95,10 +95,26 @@ def _collect(
     return SourceBatch(source.name, new, removed, set(known), docs)
 
 
+def _texts_to_embed(
+    store: Store, batches: list[SourceBatch], skip_kinds: Collection[str]
+) -> dict[str, str]:
+    """Texts by hash of the new chunks that get vectors, and of the stored ones when the
+    set of unembedded kinds changed since the last generation."""
+    texts = {
+        c.content_hash: c.text
+        for batch in batches
+        for doc, chunks in batch.documents
+        if doc.kind not in skip_kinds
+        for c in chunks
+    }
+    if store.generation() and ",".join(sorted(set(skip_kinds))) != store.unembedded_kinds():
+        texts.update(store.texts_by_hash(skip_kinds))
+    return texts
+
+
 def _embed_missing(
-    store: Store, embedder: Embedder, chunks: list[Chunk], batch_size: int = 256
+    store: Store, embedder: Embedder, by_hash: dict[str, str], batch_size: int = 256
 ) -> int:
-    by_hash = {c.content_hash: c.text for c in chunks}
     # Similar lengths batch together, so little compute goes to padding.
     missing = sorted(store.cache.missing(by_hash, embedder.name), key=lambda h: len(by_hash[h]))
     with tqdm(total=len(missing), desc="embedding", unit="chunk", disable=None) as bar:
@@ -115,9 +131,11 @@ def ingest(
     embedder: Embedder,
     chunker: Chunker,
     before_commit: Callable[[], None] | None = None,
+    skip_embedding_kinds: Collection[str] = (),
 ) -> IngestReport:
     """Bring the index up to date with `sources` in one atomic commit.
 
+    Chunks of `skip_embedding_kinds` are searchable by terms and symbols only.
     `before_commit` is a test hook (see `Store.writer`).
     """
     started = time.perf_counter()
@@ -126,11 +144,11 @@ def ingest(
     with tqdm(desc="reading", unit="doc", disable=None) as progress:
         for source in sources:
             batches.append(_collect(source, store, chunker, report, progress))
-    all_chunks = [c for b in batches for _, chunks in b.documents for c in chunks]
-    report.embedded = _embed_missing(store, embedder, all_chunks)
+    texts = _texts_to_embed(store, batches, skip_embedding_kinds)
+    report.embedded = _embed_missing(store, embedder, texts)
     known_dimension = store.meta_value("dimension")
     dimension = int(known_dimension) if known_dimension else embedder.dimension
-    with store.writer(embedder.name, dimension, before_commit) as writer:
+    with store.writer(embedder.name, dimension, before_commit, skip_embedding_kinds) as writer:
         for batch in batches:
             report.deleted_documents += writer.delete_origins(batch.source, batch.removed_origins)
             report.deleted_documents += writer.delete_ids(batch.stale_ids)

@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,12 +321,25 @@ class Store:
             "data_dir": str(self.root),
             "generation": self.generation(),
             "embedder": self.meta_value("embedder"),
+            "unembedded_kinds": self.unembedded_kinds() or "none",
             "documents": sum(docs_by_source.values()),
             "chunks": sum(by_kind.values()),
             "chunks_by_kind": by_kind,
             "documents_by_source": docs_by_source,
             "symbols": self.conn.execute("SELECT COUNT(DISTINCT lower) FROM symbols").fetchone()[0],
         }
+
+    def unembedded_kinds(self) -> str:
+        """The kinds the current generation left without vectors, comma-joined ("" = none)."""
+        return self.meta_value("unembedded_kinds") or ""
+
+    def texts_by_hash(self, skip_kinds: Collection[str] = ()) -> dict[str, str]:
+        """Every stored chunk's text by content hash, except chunks of `skip_kinds`."""
+        rows = self.conn.execute(
+            "SELECT c.content_hash, c.text, d.kind FROM chunks c "
+            "JOIN documents d ON d.id = c.doc_id"
+        )
+        return {chash: text for chash, text, kind in rows if kind not in skip_kinds}
 
     def document_hashes(self, source: str, origins: Iterable[str]) -> dict[str, str]:
         sql = "SELECT id, content_hash FROM documents WHERE source = ? AND origin IN"
@@ -346,21 +359,29 @@ class Store:
         embedder_name: str,
         dimension: int,
         before_commit: Callable[[], None] | None = None,
+        unembedded_kinds: Collection[str] = (),
     ) -> Iterator[Writer]:
         """One atomic write: everything inside commits together, or not at all.
 
-        `before_commit` runs after the new generation's files are written and
-        before SQLite commits (tests use it to crash at the worst moment).
+        Chunks of `unembedded_kinds` get no vector; changing that set rebuilds the
+        generation even when no document changed. `before_commit` runs after the new
+        generation's files are written and before SQLite commits (tests use it to
+        crash at the worst moment).
         """
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._remove_stray_generations()
             self._check_embedder(embedder_name, dimension)
+            skipped = ",".join(sorted(set(unembedded_kinds)))
+            policy_changed = skipped != self.unembedded_kinds()
             writer = Writer(self)
             yield writer
-            if writer.changed or self.generation() == 0:
+            if writer.changed or policy_changed or self.generation() == 0:
                 generation = self.generation() + 1
-                self._build_generation(generation, embedder_name, dimension)
+                self._build_generation(generation, embedder_name, dimension, skipped.split(","))
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('unembedded_kinds', ?)", (skipped,)
+                )
                 self.conn.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),)
                 )
@@ -383,21 +404,29 @@ class Store:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('dimension', ?)", (str(dimension),))
 
-    def _build_generation(self, generation: int, embedder_name: str, dimension: int) -> None:
+    def _build_generation(
+        self, generation: int, embedder_name: str, dimension: int, unembedded: list[str]
+    ) -> None:
         """Write FAISS and BM25 files for the rows as they stand in this transaction."""
         import bm25s
         import faiss
 
-        rows = self.conn.execute("SELECT rowid, content_hash, terms FROM chunks ORDER BY rowid")
-        rowids, hashes, corpus = [], [], []
-        for rowid, chash, chunk_terms in rows:
+        rows = self.conn.execute(
+            "SELECT c.rowid, c.content_hash, c.terms, d.kind FROM chunks c "
+            "JOIN documents d ON d.id = c.doc_id ORDER BY c.rowid"
+        )
+        rowids, corpus, embedded, hashes = [], [], [], []
+        for rowid, chash, chunk_terms, kind in rows:
             rowids.append(rowid)
-            hashes.append(chash)
             corpus.append(chunk_terms.split())
+            if kind not in unembedded:
+                embedded.append(rowid)
+                hashes.append(chash)
         ids = np.array(rowids, dtype=np.int64)
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-        if len(ids):
-            index.add_with_ids(self.cache.get(hashes, embedder_name, dimension), ids)
+        if embedded:
+            vectors = self.cache.get(hashes, embedder_name, dimension)
+            index.add_with_ids(vectors, np.array(embedded, dtype=np.int64))
         faiss_tmp = self._faiss_path(generation).with_suffix(".tmp")
         faiss.write_index(index, str(faiss_tmp))
         os.replace(faiss_tmp, self._faiss_path(generation))

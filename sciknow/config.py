@@ -85,6 +85,18 @@ class IngestConfig:
     chunk_tokens: int = 256
     chunk_overlap: int = 32
     max_manpage_tokens: int = 1024
+    # Document kinds whose chunks get BM25 terms and symbols but no vector. Function
+    # bodies are 74% of a whole PETSc tree's chunks and of its embedding time, and
+    # dense retrieval did not need them (README, "Retrieval quality").
+    skip_embedding_kinds: list[str] = field(default_factory=lambda: ["code"])
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.skip_embedding_kinds) - set(KINDS))
+        if unknown:
+            raise ConfigError(
+                f"ingest.skip_embedding_kinds names unknown kind {unknown[0]!r}; "
+                f"kinds: {', '.join(KINDS)}"
+            )
 
 
 @dataclass

@@ -192,6 +192,46 @@ def test_ingest_search_and_filters(tmp_path, embedder, chunker):
     assert stats["documents"] == 4 and stats["chunks_by_kind"] == {"doc": 3, "manpage": 1}
 
 
+CODE = doc(
+    "KSPSolve_GMRES",
+    "static PetscErrorCode KSPSolve_GMRES(KSP ksp) { arnoldi restart loop over the basis }",
+    kind="code",
+)
+
+
+def _dense_kinds(store: Store, embedder, question: str) -> set[str]:
+    hits = store.search_dense(embedder.embed([question])[0], 10)
+    return {e.kind for e in store.evidence([rowid for rowid, _ in hits]).values()}
+
+
+def test_skipped_kinds_get_terms_and_symbols_but_no_vector(tmp_path, embedder, chunker):
+    store = Store(tmp_path / "data")
+    report = ingest(store, [ListSource("test", [*CORPUS, CODE])], embedder, chunker, None, ["code"])
+    assert report.chunks == 5 and report.embedded == 4
+    assert store.stats()["unembedded_kinds"] == "code"
+    assert _dense_kinds(store, embedder, "GMRES restart loop") == {"doc", "manpage"}
+    assert store.evidence([store.search_terms("arnoldi restart", 1)[0][0]]).popitem()[1].kind == (
+        "code"
+    )
+    assert [h[0] for h in store.lookup_symbols(["KSPSolve_GMRES"], 5)]  # the symbol still finds it
+    found = [e for e in retriever(store, embedder).search("KSPSolve_GMRES", 5) if e.kind == "code"]
+    assert found and "symbol" in found[0].reason and "dense" not in found[0].scores
+
+
+def test_changing_the_skipped_kinds_rebuilds_the_vectors(tmp_path, embedder, chunker):
+    store = Store(tmp_path / "data")
+    sources = [ListSource("test", [*CORPUS, CODE])]
+    ingest(store, sources, embedder, chunker, None, ["code"])
+    everything = ingest(store, sources, embedder, chunker)  # no document changed
+    assert everything.documents == 0 and everything.embedded == 1 and store.generation() == 2
+    assert "code" in _dense_kinds(store, embedder, "GMRES restart loop")
+    again = ingest(store, sources, embedder, chunker, None, ["code"])
+    assert again.embedded == 0 and store.generation() == 3
+    assert "code" not in _dense_kinds(store, embedder, "GMRES restart loop")
+    assert ingest(store, sources, embedder, chunker, None, ["code"]).embedded == 0
+    assert store.generation() == 3  # same policy, nothing changed: no new generation
+
+
 def test_reingest_only_embeds_changes_and_deletes_removed(tmp_path, embedder, chunker):
     store = Store(tmp_path / "data")
     ingest(store, [ListSource("test", CORPUS)], embedder, chunker)

@@ -34,7 +34,13 @@ def _ingest(args: argparse.Namespace, config: Config) -> int:
             "or add [[sources]] to sciknow.toml"
         )
     sources = [source for spec in specs for source in make_sources(spec, config)]
-    report = ingest(open_store(config), sources, load_embedder(config), make_chunker(config))
+    report = ingest(
+        open_store(config),
+        sources,
+        load_embedder(config),
+        make_chunker(config),
+        skip_embedding_kinds=config.ingest.skip_embedding_kinds,
+    )
     print(report.summary())
     if args.verbose or len(report.skipped) <= 20:
         for skip in report.skipped:
