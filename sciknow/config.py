@@ -18,6 +18,7 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,12 @@ class SourceConfig:
     rev: str = ""
 
 
+def _check_kinds(kinds: Iterable[str], key: str) -> None:
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ConfigError(f"{key} names unknown kind {unknown[0]!r}; kinds: {', '.join(KINDS)}")
+
+
 @dataclass
 class IngestConfig:
     max_file_bytes: int = 2_000_000
@@ -86,17 +93,12 @@ class IngestConfig:
     chunk_overlap: int = 32
     max_manpage_tokens: int = 1024
     # Document kinds whose chunks get BM25 terms and symbols but no vector. Function
-    # bodies are 74% of a whole PETSc tree's chunks and of its embedding time, and
+    # bodies are 72% of a whole PETSc tree's chunks and of its embedding work, and
     # dense retrieval did not need them (README, "Retrieval quality").
     skip_embedding_kinds: list[str] = field(default_factory=lambda: ["code"])
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.skip_embedding_kinds) - set(KINDS))
-        if unknown:
-            raise ConfigError(
-                f"ingest.skip_embedding_kinds names unknown kind {unknown[0]!r}; "
-                f"kinds: {', '.join(KINDS)}"
-            )
+        _check_kinds(self.skip_embedding_kinds, "ingest.skip_embedding_kinds")
 
 
 @dataclass
@@ -152,19 +154,14 @@ class RetrievalConfig:
     max_similarity: float = 0.8
     # Multiplies a passage's fused score by its document kind; kinds not named keep 1.
     # Docs and man pages answer most questions, examples and release notes fewer;
-    # function bodies (74% of a whole PETSc tree's chunks) share words with any
+    # function bodies (72% of a whole PETSc tree's chunks) share words with any
     # question but rarely answer one. Measured on the dev set (README).
     kind_weights: dict[str, float] = field(
         default_factory=lambda: {"example": 0.5, "changelog": 0.5, "code": 0.25}
     )
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.kind_weights) - set(KINDS))
-        if unknown:
-            raise ConfigError(
-                f"retrieval.kind_weights names unknown kind {unknown[0]!r}; "
-                f"kinds: {', '.join(KINDS)}"
-            )
+        _check_kinds(self.kind_weights, "retrieval.kind_weights")
         if self.reranker not in RERANKERS:
             raise ConfigError(
                 f"retrieval.reranker = {self.reranker!r} is not one of {', '.join(RERANKERS)}"

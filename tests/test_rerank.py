@@ -43,6 +43,20 @@ def _doc(title: str, text: str, kind: str = "doc", page: str = "") -> Document:
     )
 
 
+def _code(path: str, name: str, text: str) -> Document:
+    """A code document defining `name` (code titles are the defined name)."""
+    return Document(
+        id=f"fx:{path}#{name}",
+        source="fx",
+        kind="code",
+        uri=f"https://example.org/{path}",
+        title=name,
+        text=text,
+        origin=path,
+        symbols=[name],
+    )
+
+
 # Inserted in this order: the store's row ids favour the pages listed first.
 FIXTURES = [
     _doc(
@@ -67,26 +81,9 @@ FIXTURES = [
         "Run the program with -log_view to print a performance summary of every stage.",
         page="manual/ksp.md",
     ),
-    Document(  # a source tree defines plain words too
-        id="fx:src/util.c#matrix",
-        source="fx",
-        kind="code",
-        uri="https://example.org/util.c",
-        title="matrix",
-        text="static int matrix(int n) { return n; }",
-        origin="src/util.c",
-        symbols=["matrix"],
-    ),
-    Document(  # and all-capital macros named like English words
-        id="fx:src/order.h#ORDERINGS",
-        source="fx",
-        kind="code",
-        uri="https://example.org/order.h",
-        title="ORDERINGS",
-        text="#define ORDERINGS 4",
-        origin="src/order.h",
-        symbols=["ORDERINGS"],
-    ),
+    # A source tree defines plain words too, and all-capital macros named like words.
+    _code("src/util.c", "matrix", "static int matrix(int n) { return n; }"),
+    _code("src/order.h", "ORDERINGS", "#define ORDERINGS 4"),
 ]
 
 
