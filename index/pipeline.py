@@ -11,6 +11,7 @@ broken edit never erases good data.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
@@ -25,6 +26,13 @@ from sciknow.ingest.base import Skip, Source, State
 from sciknow.records import Chunk, Document
 
 log = logging.getLogger(__name__)
+
+
+def _reason_kind(reason: str) -> str:
+    """A skip reason without its particulars (file name, line number, detail after a
+    colon), so the summary counts 915 makefiles as one kind of skip, not 915 kinds."""
+    general = re.sub(r"\s*\([^)]*\)", "", reason.split(":")[0].split(",")[0])
+    return re.sub(r"\d+", "N", general).strip()
 
 
 @dataclass
@@ -42,7 +50,7 @@ class IngestReport:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.by_kind.items()))
         reasons: dict[str, int] = defaultdict(int)
         for skip in self.skipped:
-            reasons[skip.reason.split(":")[0].split(",")[0]] += 1
+            reasons[_reason_kind(skip.reason)] += 1
         skipped = "; ".join(f"{n} × {r}" for r, n in sorted(reasons.items())) or "none"
         return (
             f"{self.documents} new or changed documents ({kinds or 'none'}), "

@@ -14,10 +14,10 @@ import pytest
 
 from sciknow.config import Profile, RetrievalConfig
 from sciknow.index.chunking import Chunker, approx_tokens
-from sciknow.index.pipeline import ingest
+from sciknow.index.pipeline import IngestReport, ingest
 from sciknow.index.store import Filters, Store
 from sciknow.index.terms import terms
-from sciknow.ingest.base import SkipLog, State
+from sciknow.ingest.base import Skip, SkipLog, State
 from sciknow.records import Document
 from sciknow.rerank.hybrid import HybridRetriever, reciprocal_rank_fusion
 
@@ -232,6 +232,22 @@ def test_changing_the_skipped_kinds_rebuilds_the_vectors(tmp_path, embedder, chu
     assert store.generation() == 3  # same policy, nothing changed: no new generation
 
 
+def test_summary_counts_skips_by_kind_of_reason():
+    report = IngestReport(
+        skipped=[
+            Skip("makefile", "no parser for this file type (makefile)"),
+            Skip("src/a/makefile", "no parser for this file type (makefile)"),
+            Skip("x.m", "no parser for this file type (x.m)"),
+            Skip("a.c", "/*@ block at line 187 has no 'Name - summary' line"),
+            Skip("b.c", "/*@ block at line 34 has no 'Name - summary' line"),
+            Skip("big.h5", "over max_file_bytes: 3000000 bytes"),
+        ]
+    )
+    summary = report.summary()
+    assert "skipped 6 (2 × /*@ block at line N has no 'Name - summary' line; " in summary
+    assert "3 × no parser for this file type; 1 × over max_file_bytes)" in summary
+
+
 def test_reingest_only_embeds_changes_and_deletes_removed(tmp_path, embedder, chunker):
     store = Store(tmp_path / "data")
     ingest(store, [ListSource("test", CORPUS)], embedder, chunker)
@@ -286,7 +302,7 @@ def test_killed_process_mid_commit_leaves_old_index_readable(tmp_path, embedder,
         from test_index import ListSource, doc, CORPUS, PREFIXES
         from sciknow.index.chunking import Chunker, approx_tokens
         from sciknow.index.embed import make_embedder
-        from sciknow.index.pipeline import ingest
+        from sciknow.index.pipeline import IngestReport, ingest
         from sciknow.index.store import Store
         docs = [doc("Installing", "Text about GPUs.")] + CORPUS[:3]
         ingest(Store({str(data)!r}), [ListSource("test", docs)],
