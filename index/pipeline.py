@@ -115,7 +115,7 @@ def _texts_to_embed(
         if doc.kind not in skip_kinds
         for c in chunks
     }
-    if store.generation() and ",".join(sorted(set(skip_kinds))) != store.unembedded_kinds():
+    if store.unembedded_kinds_differ(skip_kinds):
         texts.update(store.texts_by_hash(skip_kinds))
     return texts
 

@@ -121,6 +121,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _kinds_key(kinds: Collection[str]) -> str:
+    """A set of kinds as stored in the meta table: sorted, comma-joined."""
+    return ",".join(sorted(set(kinds)))
+
+
 class EmbeddingCache:
     """Vectors by (text hash, model), committed immediately so crashes lose no work."""
 
@@ -333,6 +338,10 @@ class Store:
         """The kinds the current generation left without vectors, comma-joined ("" = none)."""
         return self.meta_value("unembedded_kinds") or ""
 
+    def unembedded_kinds_differ(self, kinds: Collection[str]) -> bool:
+        """Whether `kinds` is not the set the current generation left without vectors."""
+        return _kinds_key(kinds) != self.unembedded_kinds()
+
     def texts_by_hash(self, skip_kinds: Collection[str] = ()) -> dict[str, str]:
         """Every stored chunk's text by content hash, except chunks of `skip_kinds`."""
         rows = self.conn.execute(
@@ -372,15 +381,15 @@ class Store:
         try:
             self._remove_stray_generations()
             self._check_embedder(embedder_name, dimension)
-            skipped = ",".join(sorted(set(unembedded_kinds)))
-            policy_changed = skipped != self.unembedded_kinds()
+            policy_changed = self.unembedded_kinds_differ(unembedded_kinds)
             writer = Writer(self)
             yield writer
             if writer.changed or policy_changed or self.generation() == 0:
                 generation = self.generation() + 1
-                self._build_generation(generation, embedder_name, dimension, skipped.split(","))
+                self._build_generation(generation, embedder_name, dimension, unembedded_kinds)
                 self.conn.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('unembedded_kinds', ?)", (skipped,)
+                    "INSERT OR REPLACE INTO meta VALUES ('unembedded_kinds', ?)",
+                    (_kinds_key(unembedded_kinds),),
                 )
                 self.conn.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),)
@@ -405,7 +414,7 @@ class Store:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('dimension', ?)", (str(dimension),))
 
     def _build_generation(
-        self, generation: int, embedder_name: str, dimension: int, unembedded: list[str]
+        self, generation: int, embedder_name: str, dimension: int, unembedded: Collection[str]
     ) -> None:
         """Write FAISS and BM25 files for the rows as they stand in this transaction."""
         import bm25s
