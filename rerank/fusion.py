@@ -55,7 +55,7 @@ def reciprocal_rank_fusion(
 @dataclass
 class SymbolFeedback:
     """Pseudo-relevance feedback on library names: promote passages that use the API
-    the top candidates agree on.
+    the top candidates agree on, without spending every slot on the same names.
 
     Each name in the top `depth` candidates gets a vote of 1/(c + rank) per passage it
     appears in; a passage's support is the sum of the votes of its names. Its score is
@@ -63,6 +63,12 @@ class SymbolFeedback:
     support. A question about reading remote vector values retrieves a few passages
     naming `VecScatterCreate`, `VecScatterBegin`...; the worked example that names them
     all moves up, ahead of prose that only shares words with the question.
+
+    Passages are chosen one at a time, best score first, and once a chosen passage
+    names something, that name's vote counts only `repeat` times in the passages still
+    waiting: the next slot goes to a passage that adds names, not to a fourth one that
+    repeats the first's (0.5 lifted held-out symbol recall@8 by 2 points on the docs
+    and 4.5 on the whole repository, README; 1 is plain support ordering).
 
     The first `keep` candidates stay where fusion put them: when the question matches
     a section almost word for word (its FAQ entry, its man page), that section must
@@ -74,6 +80,7 @@ class SymbolFeedback:
     depth: int = 30
     keep: int = 2
     c: int = 60
+    repeat: float = 0.5
 
     def rerank(self, question: str, candidates: list[Evidence], k: int) -> list[Evidence]:
         names = [{s.lower() for s in find_symbols(e.text, self.prefixes)} for e in candidates]
@@ -82,15 +89,54 @@ class SymbolFeedback:
             for name in found:
                 votes[name] += 1.0 / (self.c + rank)
         support = [sum(votes[name] for name in found) for found in names]
-        best = max(support, default=0.0) or 1.0
-        scores = [
-            (self.c + 1) / (self.c + rank) + self.weight * s / best
-            for rank, s in enumerate(support, start=1)
-        ]
-        top = max(scores, default=0.0)
-        for rank in range(min(self.keep, len(scores))):
-            scores[rank] = top + self.keep - rank  # kept in place, scored above the rest
-        return order_by_scores(candidates, scores, "feedback", k)
+        scale = self.weight / (max(support, default=0.0) or 1.0)
+        scores = [(self.c + 1) / (self.c + rank) + scale * s for rank, s in enumerate(support, 1)]
+        votes = {name: scale * vote for name, vote in votes.items()}
+        chosen = self._choose(names, votes, scores)
+        return order_by_scores(
+            [candidates[i] for i, _ in chosen], [s for _, s in chosen], "feedback", k
+        )
+
+    def _choose(
+        self, names: list[set[str]], votes: dict[str, float], scores: list[float]
+    ) -> list[tuple[int, float]]:
+        """(candidate index, score when chosen) in greedy order, best first.
+
+        The kept head first, scored above the rest; then the best score each time, a
+        chosen passage's names losing `1 - repeat` of their vote in the others. Scores
+        only fall, so the scores when chosen fall too and match the order.
+        """
+        holders: dict[str, list[int]] = defaultdict(list)
+        for index, found in enumerate(names):
+            for name in found:
+                holders[name].append(index)
+        head = min(self.keep, len(names))
+        top = max(scores, default=0.0) + head
+        chosen = [(index, top - index) for index in range(head)]
+        waiting = set(range(head, len(names)))
+        covered: set[str] = set()
+        for index, _ in chosen:
+            self._cover(names[index], covered, holders, votes, scores)
+        while waiting:
+            best = max(waiting, key=lambda index: (scores[index], -index))
+            waiting.remove(best)
+            chosen.append((best, scores[best]))
+            self._cover(names[best], covered, holders, votes, scores)
+        return chosen
+
+    def _cover(
+        self,
+        found: set[str],
+        covered: set[str],
+        holders: dict[str, list[int]],
+        votes: dict[str, float],
+        scores: list[float],
+    ) -> None:
+        """Mark a chosen passage's names covered and discount them in every holder."""
+        for name in found - covered:
+            covered.add(name)
+            for holder in holders[name]:
+                scores[holder] -= (1.0 - self.repeat) * votes.get(name, 0.0)
 
 
 def symbol_ranking(

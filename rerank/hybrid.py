@@ -73,6 +73,7 @@ class HybridRetriever:
                 settings.feedback_depth,
                 settings.feedback_keep,
                 settings.rrf_k,
+                settings.feedback_repeat,
             )
         self.diversifier = Diversifier(
             settings.max_per_doc, settings.max_per_page, settings.max_similarity

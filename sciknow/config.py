@@ -144,9 +144,12 @@ class RetrievalConfig:
     cross_encoder: str = ""
     # Pseudo-relevance feedback on library names over the fused top `feedback_depth`,
     # below the first `feedback_keep` (rerank/fusion.py, SymbolFeedback); 0 disables it.
+    # `feedback_repeat`: what a name's vote still counts once a passage above names it
+    # (1 = plain support order; lower spends the slots on more of the API).
     feedback_weight: float = 1.0
     feedback_depth: int = 30
     feedback_keep: int = 2
+    feedback_repeat: float = 0.5
     # Diversity: passages per document and per page (0 = no cap), and the word-shingle
     # Jaccard similarity above which a passage is a near duplicate (1.0 = keep all).
     max_per_doc: int = 3

@@ -172,14 +172,38 @@ def test_symbol_feedback_promotes_the_api_the_top_candidates_share():
         _evidence("fx:c#3", "Use VecScatterBegin and VecScatterEnd."),
         _evidence("fx:d#4", "Example: VecScatterCreate, VecScatterBegin, VecScatterEnd."),
     ]
-    # c = 0: votes Create 1 + 1/4, Begin = End = 1/3 + 1/4; support a 1.25, b 0,
-    # c 7/6, d 29/12; score = 1/rank + support / (29/12).
-    ranked = SymbolFeedback(PREFIXES, weight=1.0, depth=4, keep=1, c=0).rerank("q", candidates, 4)
+    # c = 0, repeat = 1 (no discount): votes Create 1 + 1/4, Begin = End = 1/3 + 1/4;
+    # support a 1.25, b 0, c 7/6, d 29/12; score = 1/rank + support / (29/12).
+    plain = SymbolFeedback(PREFIXES, weight=1.0, depth=4, keep=1, c=0, repeat=1.0)
+    ranked = plain.rerank("q", candidates, 4)
     assert [e.doc_id for e in ranked] == ["fx:a#1", "fx:d#4", "fx:c#3", "fx:b#2"]
     assert ranked[1].scores["feedback"] == pytest.approx(0.25 + 1.0)
     assert ranked[0].score > ranked[1].score  # the kept head still scores highest
-    loose = SymbolFeedback(PREFIXES, weight=3.0, depth=4, keep=0, c=0)
+    loose = SymbolFeedback(PREFIXES, weight=3.0, depth=4, keep=0, c=0, repeat=1.0)
     assert loose.rerank("q", candidates, 1)[0].doc_id == "fx:d#4"
+
+
+def test_symbol_feedback_spends_the_next_slot_on_names_not_yet_shown():
+    texts = {
+        "fx:a#1": "Call VecScatterCreate, then VecScatterBegin.",
+        "fx:b#2": "VecScatterCreate and VecScatterBegin again.",
+        "fx:c#3": "Solve with KSPSolve after KSPSetTolerances.",
+        "fx:d#4": "KSPSolve honours KSPSetTolerances.",
+    }
+
+    # c = 0: votes VecScatter* 1 + 1/2 each, KSP* 1/3 + 1/4 each; scaled by 1/3 (best
+    # support): b scores 1/2 + 1 = 1.5, c 1/3 + 7/18, d 1/4 + 7/18. Once a is shown, its
+    # names count `repeat` times: with 0, b falls to 1/2, below c.
+    def order(repeat: float) -> list[str]:
+        feedback = SymbolFeedback(PREFIXES, weight=1.0, depth=4, keep=1, c=0, repeat=repeat)
+        candidates = [_evidence(doc_id, text) for doc_id, text in texts.items()]
+        ranked = feedback.rerank("q", candidates, 4)
+        scores = [e.score for e in ranked]
+        assert scores == sorted(scores, reverse=True)
+        return [e.doc_id for e in ranked]
+
+    assert order(1.0) == ["fx:a#1", "fx:b#2", "fx:c#3", "fx:d#4"]
+    assert order(0.0) == ["fx:a#1", "fx:c#3", "fx:b#2", "fx:d#4"]
 
 
 def test_zero_weight_retrievers_are_not_queried(store, embedder):
