@@ -171,6 +171,11 @@ class RetrievalConfig:
             )
         if self.reranker == "cross-encoder" and not self.cross_encoder:
             raise ConfigError("retrieval.reranker = 'cross-encoder' needs retrieval.cross_encoder")
+        if not 0.0 <= self.feedback_repeat <= 1.0:
+            raise ConfigError(
+                f"retrieval.feedback_repeat = {self.feedback_repeat} must be between 0 and 1 "
+                "(1 = repeated names count in full)"
+            )
 
 
 @dataclass

@@ -74,6 +74,7 @@ def test_kind_weights_table_from_file_and_environment(tmp_path):
         ("[retrieval.kind_weights]\ncode = 'low'\n", "retrieval.kind_weights.code must be a"),
         ("[retrieval.kind_weights]\nblog = 1.0\n", "unknown kind 'blog'; kinds: code"),
         ("[ingest]\nskip_embedding_kinds = ['src']\n", "skip_embedding_kinds names unknown kind"),
+        ("[retrieval]\nfeedback_repeat = 2\n", "feedback_repeat = 2.0 must be between 0 and 1"),
     ],
 )
 def test_errors_name_the_bad_key(tmp_path, text, message):
