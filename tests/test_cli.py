@@ -26,6 +26,7 @@ def test_ingest_search_stats_round_trip(tmp_path):
     data = str(tmp_path / "data")
     ingested = sciknow("--data-dir", data, "ingest", str(docs), cwd=tmp_path)
     assert ingested.returncode == 0, ingested.stderr
+    assert "DEBUG" not in ingested.stderr  # the BM25 library's own chatter stays out
     summary = ingested.stdout
     assert "new or changed documents (doc 7)" in summary
     assert "skipped 1" in summary and "broken.md: not valid UTF-8" in summary

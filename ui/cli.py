@@ -191,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on its own logger
+    # bm25s sets its logger to DEBUG when first imported (later, inside the store), which
+    # would undo a level set here; a filter stays.
+    logging.getLogger("bm25s").addFilter(lambda record: record.levelno >= logging.WARNING)
     if not args.verbose:  # skips are summarized at the end instead
         logging.getLogger("sciknow").setLevel(logging.ERROR)
     environ = dict(os.environ)
