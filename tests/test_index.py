@@ -302,7 +302,7 @@ def test_killed_process_mid_commit_leaves_old_index_readable(tmp_path, embedder,
         from test_index import ListSource, doc, CORPUS, PREFIXES
         from sciknow.index.chunking import Chunker, approx_tokens
         from sciknow.index.embed import make_embedder
-        from sciknow.index.pipeline import IngestReport, ingest
+        from sciknow.index.pipeline import ingest
         from sciknow.index.store import Store
         docs = [doc("Installing", "Text about GPUs.")] + CORPUS[:3]
         ingest(Store({str(data)!r}), [ListSource("test", docs)],
