@@ -105,39 +105,38 @@ class SymbolFeedback:
 
         The kept head first, scored above the rest; then the best score each time, a
         chosen passage's names losing `1 - repeat` of their vote in the others. Scores
-        only fall, so the scores when chosen fall too and match the order.
+        only fall, so the scores when chosen fall too and match the order. `votes` is
+        consumed: a name's vote is removed once it is discounted.
         """
         holders: dict[str, list[int]] = defaultdict(list)
         for index, found in enumerate(names):
-            for name in found:
+            for name in found & votes.keys():
                 holders[name].append(index)
         head = min(self.keep, len(names))
         top = max(scores, default=0.0) + head
         chosen = [(index, top - index) for index in range(head)]
         waiting = set(range(head, len(names)))
-        covered: set[str] = set()
         for index, _ in chosen:
-            self._cover(names[index], covered, holders, votes, scores)
+            self._discount(names[index], holders, votes, scores)
         while waiting:
             best = max(waiting, key=lambda index: (scores[index], -index))
             waiting.remove(best)
             chosen.append((best, scores[best]))
-            self._cover(names[best], covered, holders, votes, scores)
+            self._discount(names[best], holders, votes, scores)
         return chosen
 
-    def _cover(
+    def _discount(
         self,
         found: set[str],
-        covered: set[str],
         holders: dict[str, list[int]],
         votes: dict[str, float],
         scores: list[float],
     ) -> None:
-        """Mark a chosen passage's names covered and discount them in every holder."""
-        for name in found - covered:
-            covered.add(name)
+        """Discount a chosen passage's names, once each, in every passage that holds them."""
+        for name in found & votes.keys():
+            cut = (1.0 - self.repeat) * votes.pop(name)
             for holder in holders[name]:
-                scores[holder] -= (1.0 - self.repeat) * votes.get(name, 0.0)
+                scores[holder] -= cut
 
 
 def symbol_ranking(
