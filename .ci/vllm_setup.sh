@@ -51,7 +51,7 @@ if __name__ == "__main__":  # vLLM starts worker processes that re-import this f
 EOF
 chmod +x "$VENV/bin/vllm-cpu-serve"
 
-HF_HUB_OFFLINE=1 "$VENV/bin/python" "$ROOT/serve/models.py" "$MODEL_DIR"
+HF_HUB_OFFLINE=1 "$VENV/bin/python" "$ROOT/serve/backends/models.py" "$MODEL_DIR"
 echo "vLLM venv: $VENV"
 echo "model:     $MODEL_DIR"
 echo "serve:     $VENV/bin/vllm-cpu-serve $MODEL_DIR --dtype float32 --max-model-len 2048"

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from sciknow.serve.attribution import attribute
-from sciknow.serve.backend import Backend, GenToken, make_backend
+from sciknow.serve.backends.base import Backend, GenToken
+from sciknow.serve.backends.factory import make_backend
 from sciknow.serve.flags import answer_flags
 
 PROMPT = (

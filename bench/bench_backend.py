@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sciknow.serve.backend import Backend, make_backend
+from sciknow.serve.backends.base import Backend
+from sciknow.serve.backends.factory import make_backend
 
 QUESTION = "How do I make KSPSolve print the true residual norm at every iteration?"
 TEXT = (

@@ -27,10 +27,10 @@ from typing import Any
 
 from sciknow.config import load_config
 from sciknow.ingest.symbols import find_symbols
+from sciknow.serve.backends.hf import TransformersBackend
 from sciknow.serve.citations import check_citations
 from sciknow.serve.factory import build_retriever
 from sciknow.serve.flags import answer_flags, offset_map
-from sciknow.serve.hf import TransformersBackend
 from sciknow.serve.prompt import pack
 
 LOG_HALF = -0.6931471805599453

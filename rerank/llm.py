@@ -10,7 +10,7 @@ candidates differ only after it), and vLLM batches and prefix-caches on the
 server.
 
 The backend is passed in (rerank/ must not import serve/): anything with the
-`score`/`chat_tokens`/`tokenize` methods of `sciknow.serve.backend.Backend`.
+`score`/`chat_tokens`/`tokenize` methods of `sciknow.serve.backends.base.Backend`.
 """
 
 from __future__ import annotations

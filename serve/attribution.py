@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sciknow.serve.backend import Backend, ScoredSequence
+from sciknow.serve.backends.base import Backend, ScoredSequence
 
 EPSILON = 1e-3  # excluded prior mass per position
 WIDTH = 0.05  # target width of the LogA interval, nats

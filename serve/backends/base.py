@@ -1,4 +1,4 @@
-"""The model-backend protocol, the types it returns, and `make_backend`.
+"""The model-backend protocol and the types it returns (`factory.make_backend` builds one).
 
 Every backend (embedded llama.cpp, a vLLM server) offers the same five operations so that
 the answer pipeline and the token-attribution code never know which one they talk to:
@@ -6,7 +6,8 @@ the answer pipeline and the token-attribution code never know which one they tal
 - `generate(messages, ...)` streams `GenToken`s: text, token id, log-probability under
   the model's own distribution (temperature 1, before any sampling transform, so it is
   comparable with `score`), entropy when the backend sees the full distribution, and the
-  top alternatives when asked.
+  top alternatives when asked. `repetition_penalty` > 1 discourages tokens already
+  generated (CTRL-style, applied to the choice only: log-probabilities stay raw).
 - `score(sequences, top_k)` returns, for each given token sequence, log p(ids[i] | ids[:i])
   at every position. Position 0 has no prediction: its entries are `None` (logprob,
   entropy) or empty (top), so lists stay aligned with `ids`.
@@ -22,9 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
-
-from sciknow.config import BACKENDS
+from typing import Protocol, runtime_checkable
 
 Message = dict[str, str]
 
@@ -86,6 +85,7 @@ class Backend(Protocol):
         temperature: float = 0.0,
         logprobs: bool = True,
         top_logprobs: int = 0,
+        repetition_penalty: float = 1.0,
     ) -> Iterator[GenToken]: ...
 
     def score(self, sequences: Sequence[Sequence[int]], top_k: int = 0) -> list[ScoredSequence]: ...
@@ -95,23 +95,3 @@ class Backend(Protocol):
     def detokenize(self, ids: Sequence[int]) -> str: ...
 
     def chat_tokens(self, messages: list[Message]) -> list[int]: ...
-
-
-def make_backend(name: str, **options: Any) -> Backend:
-    """Build the backend called `name` (one of `BACKENDS`) with its constructor options.
-
-    Imports are deferred so that using one backend never requires the other's packages.
-    """
-    if name == "transformers":
-        from sciknow.serve.hf import TransformersBackend
-
-        return TransformersBackend.from_gguf(**options)
-    if name == "embedded":
-        from sciknow.serve.embedded import EmbeddedBackend
-
-        return EmbeddedBackend(**options)
-    if name == "vllm":
-        from sciknow.serve.vllm import VLLMBackend
-
-        return VLLMBackend(**options)
-    raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from sciknow.serve.backend import BackendError, GenToken, Message, ScoredSequence
+from sciknow.serve.backends.base import BackendError, GenToken, Message, ScoredSequence
 
 SCORE_BATCH = 16  # sequences per `score` request
 
@@ -103,6 +103,7 @@ class VLLMBackend:
         temperature: float = 0.0,
         logprobs: bool = True,
         top_logprobs: int = 0,
+        repetition_penalty: float = 1.0,
     ) -> Iterator[GenToken]:
         """Stream a chat reply. Each streamed text delta goes to the last token of its chunk,
         so the token texts always concatenate to the reply. The end-of-sequence token that
@@ -115,6 +116,8 @@ class VLLMBackend:
             "temperature": temperature,
             "return_token_ids": True,
         }
+        if repetition_penalty != 1.0:  # a vLLM sampling parameter beyond the OpenAI schema
+            payload["repetition_penalty"] = repetition_penalty
         if logprobs:
             payload |= {"logprobs": True, "top_logprobs": min(top_logprobs, self.max_top_k)}
         tokens = self._stream("/v1/chat/completions", payload)

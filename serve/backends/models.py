@@ -8,7 +8,7 @@ vLLM needs a Hugging Face folder instead; `export_hf` writes one with transforme
 This module imports nothing from sciknow so that `.ci/vllm_setup.sh` can run it as a
 script inside the separate vLLM virtualenv:
 
-    python serve/models.py OUT_DIR [GGUF]
+    python serve/backends/models.py OUT_DIR [GGUF]
 """
 
 from __future__ import annotations
@@ -77,6 +77,6 @@ def export_hf(gguf_path: str | Path, out_dir: str | Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python serve/models.py OUT_DIR [GGUF]")
+        sys.exit("usage: python serve/backends/models.py OUT_DIR [GGUF]")
     source = Path(sys.argv[2]) if len(sys.argv) == 3 else find_smollm2_gguf()
     print(export_hf(source, sys.argv[1]))

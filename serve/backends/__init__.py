@@ -1,0 +1,1 @@
+"""Model backends: the protocol (`base`), its three engines and the factory that picks one."""
