@@ -95,6 +95,23 @@ class Filters:
         return (" AND ".join(clauses) or "1"), params
 
 
+_DOC_COLUMNS = (
+    "id, source, origin, kind, uri, title, official, date, version, section, start_line, "
+    "end_line, symbols, meta, content_hash, text"
+)
+
+
+def _document(row: tuple[Any, ...]) -> Document:
+    """A `Document` from a row of `_DOC_COLUMNS`."""
+    fields = dict(zip(_DOC_COLUMNS.split(", "), row, strict=True))
+    fields.update(
+        official=bool(fields["official"]),
+        symbols=json.loads(fields["symbols"]),
+        meta=json.loads(fields["meta"]),
+    )
+    return Document(**fields)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -311,6 +328,24 @@ class Store:
                 section=section or "",
             )
         return out
+
+    def document(self, doc_id: str) -> Document | None:
+        """The whole stored document (all fields, `meta` decoded), or None."""
+        row = self.conn.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?", (doc_id,))
+        found = row.fetchone()
+        return _document(found) if found else None
+
+    def defining_documents(self, name: str, limit: int = 5) -> list[Document]:
+        """Documents whose chunks define `name` (any case): its man page or definition first,
+        man pages before other kinds (a man page is the reference a reader wants)."""
+        rows = self.conn.execute(
+            f"SELECT DISTINCT {', '.join('d.' + c for c in _DOC_COLUMNS.split(', '))} "
+            "FROM symbols s JOIN chunks c ON c.rowid = s.chunk_rowid "
+            "JOIN documents d ON d.id = c.doc_id WHERE s.lower = ? AND s.defines = 1 "
+            "ORDER BY d.kind != 'manpage', d.id LIMIT ?",
+            (name.lower(), limit),
+        )
+        return [_document(r) for r in rows]
 
     def stats(self) -> dict[str, Any]:
         by_kind = dict(

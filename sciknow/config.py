@@ -112,6 +112,10 @@ class ModelsConfig:
     n_ctx: int = 2048
     vllm_url: str = "http://localhost:8000"
     vllm_model: str = ""
+    # "small": the model cannot write reliable prose, so `answer.mode = "auto"` answers
+    # extractively; "capable": it generates. "auto": small for the in-process SmolLM2
+    # backends, capable for vLLM (README, "Answers").
+    size: str = "auto"
 
 
 @dataclass
@@ -120,11 +124,23 @@ class AnswerConfig:
     max_tokens: int = 384
     temperature: float = 0.0
     min_relevance: float = 0.3
+    # "extractive": cited sentences, list items and code from the passages; "generative":
+    # the model writes; "auto": extractive when `models.size` is small (README, "Answers").
+    mode: str = "auto"
+    # Generated answers that loop, cite nothing or use unknown names are replaced by
+    # the extractive answer (with a note) unless this is false.
+    fallback: bool = True
+    # Embedded model only: one generated sentence above the extractive answer, marked.
+    summary: bool = False
+    max_chars: int = 1500  # length budget of an extractive answer
+    repetition_penalty: float = 1.1
 
 
 RERANKERS = ("none", "cross-encoder", "llm")
 BACKENDS = ("transformers", "embedded", "vllm")
 DTYPES = ("auto", "bfloat16", "float32")
+ANSWER_MODES = ("auto", "extractive", "generative")
+MODEL_SIZES = ("auto", "small", "capable")
 
 
 @dataclass
@@ -304,6 +320,11 @@ def _validate_sources(config: Config, base: Path) -> None:
             src.path = str((base / Path(src.path).expanduser()).resolve())
 
 
+def _check_choice(value: str, choices: tuple[str, ...], key: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} = {value!r} is not one of {', '.join(choices)}")
+
+
 def load_config(
     path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None
 ) -> Config:
@@ -338,6 +359,8 @@ def load_config(
         raise ConfigError(
             f"models.dtype = {config.models.dtype!r} is not one of {', '.join(DTYPES)}"
         )
+    _check_choice(config.answer.mode, ANSWER_MODES, "answer.mode")
+    _check_choice(config.models.size, MODEL_SIZES, "models.size")
     if config.ingest.chunk_overlap >= config.ingest.chunk_tokens:
         raise ConfigError("ingest.chunk_overlap must be smaller than ingest.chunk_tokens")
     return config

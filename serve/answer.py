@@ -10,13 +10,19 @@ Design decisions:
   than this rule; with a vLLM-served model an LLM rewrite could replace it.
 - Citations are checked after generation: a marker pointing at a passage that
   was not given is removed (see `citations.py`).
+- Two answer modes (`answer.mode`, resolved by `resolve_mode`): extractive answers quote
+  the passages (`extractive.py`) and need no model; generated answers are guarded
+  (`guard.py`): repetition penalty, a stop on loops and end markers, and a check after
+  generation. A generated answer that loops, cites nothing or uses unknown names is
+  replaced by the extractive one: a `reset` event tells streaming clients to drop the
+  text so far, and the replacement starts with a one-line note saying why.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,15 +30,22 @@ from sciknow.config import AnswerConfig
 from sciknow.index.store import Filters
 from sciknow.records import Answer, Evidence, TokenInfo
 from sciknow.rerank.hybrid import HybridRetriever
-from sciknow.serve.backend import Backend, GenToken, Message
+from sciknow.serve.backends.base import Backend, GenToken, Message
 from sciknow.serve.citations import check_citations, citation_records
+from sciknow.serve.extractive import Extractor
 from sciknow.serve.flags import answer_flags
+from sciknow.serve.guard import END_MARKERS, LoopDetector, cut_at_end_marker, problems
 from sciknow.serve.prompt import pack
 
 ABSTAIN_TEXT = (
     "I don't know: the indexed documentation has nothing close enough to this question. "
     "The closest passages are listed below."
 )
+NO_LOGPROB_FLAGS = (
+    "extractive answer: quoted passages have no generated tokens, so the flags that need "
+    "log-probabilities (uncertain spans, passage support) do not apply"
+)
+_WORD_RE = re.compile(r"\S+\s*|\s+")
 _FOLLOW_UP_RE = re.compile(
     r"^(and|also|what about|how about|same for|then|but|or)\b|\b(it|that|this|those|them)\b",
     re.IGNORECASE,
@@ -43,9 +56,26 @@ _FOLLOW_UP_RE = re.compile(
 class Event:
     """A streamed piece of an answer: a token, then the final `Answer`."""
 
-    kind: str  # "token" | "answer"
+    kind: str  # "token" | "reset" | "answer"
     token: GenToken | None = None
     answer: Answer | None = None
+    reason: str = ""  # why a "reset" dropped the text streamed so far
+
+
+def resolve_mode(mode: str, model_size: str, backend_name: str) -> str:
+    """ "extractive" or "generative" for `answer.mode` "auto": extractive when the model is
+    small (the in-process SmolLM2 backends unless `models.size` says otherwise)."""
+    if mode != "auto":
+        return mode
+    size = model_size
+    if size == "auto":
+        size = "capable" if backend_name.startswith("vllm") else "small"
+    return "extractive" if size == "small" else "generative"
+
+
+def text_pieces(text: str) -> list[str]:
+    """An extractive answer cut into words (with their trailing space) to stream like tokens."""
+    return [match.group(0) for match in _WORD_RE.finditer(text)]
 
 
 def standalone_question(question: str, history: Sequence[Message]) -> str:
@@ -66,7 +96,11 @@ def is_relevant(evidence: Sequence[Evidence], min_relevance: float) -> bool:
 
 
 class Assistant:
-    """Answers questions from the index with one shared backend."""
+    """Answers questions from the index with one shared backend.
+
+    `mode` is "extractive" or "generative" (see `resolve_mode`); `name_check`, when
+    given, returns the library names of a text that exist nowhere in the index, as flags.
+    """
 
     def __init__(
         self,
@@ -74,11 +108,21 @@ class Assistant:
         backend: Backend,
         settings: AnswerConfig,
         library: str = "PETSc",
+        mode: str = "generative",
+        name_check: Callable[[str], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.retriever = retriever
         self.backend = backend
         self.settings = settings
         self.library = library
+        self.mode = mode
+        self.name_check = name_check
+        self.extractor = Extractor(
+            retriever.embedder,
+            retriever.store,
+            retriever.profile.symbol_prefixes,
+            settings.max_chars,
+        )
 
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self.backend.chat_tokens(messages))
@@ -91,10 +135,11 @@ class Assistant:
         filters: Filters | None = None,
         flags: bool = False,
     ) -> Iterator[Event]:
-        """Yield token events as they are generated, then one final answer event.
+        """Yield token events as the answer forms, then one final answer event.
 
-        `flags` adds uncertain spans and per-passage support (`serve/flags.py`) after
-        the text; they cost extra scoring passes, so they are computed on request.
+        `flags` adds uncertain spans and per-passage support (`serve/flags.py`) to a
+        generated answer; they cost extra scoring passes, so they are computed on request.
+        Unknown-name flags are added to every answer when a name check is configured.
         """
         started = time.perf_counter()
         query = standalone_question(question, history)
@@ -103,6 +148,53 @@ class Assistant:
         if not is_relevant(evidence, self.settings.min_relevance):
             yield Event("answer", answer=self._abstain(evidence, timings))
             return
+        if self.mode == "extractive":
+            yield from self._extractive(query, evidence, started, timings, flags)
+            return
+        yield from self._generative(question, query, history, evidence, started, timings, flags)
+
+    def answer(self, question: str, **options: Any) -> Answer:
+        """The final answer of `stream` (same options), for callers that do not stream."""
+        final = None
+        for event in self.stream(question, **options):
+            final = event.answer or final
+        assert final is not None
+        return final
+
+    def _extractive(
+        self,
+        query: str,
+        evidence: list[Evidence],
+        started: float,
+        timings: dict[str, float],
+        flags: bool,
+        note: str = "",
+    ) -> Iterator[Event]:
+        extract_started = time.perf_counter()
+        extract = self.extractor.answer(query, evidence, self.retriever.query_symbols(query))
+        text = f"{note}\n\n{extract.text}" if note else extract.text
+        timings["extract_ms"] = (time.perf_counter() - extract_started) * 1000
+        timings["ttft_ms"] = (time.perf_counter() - started) * 1000
+        pieces = text_pieces(text)
+        for piece in pieces:
+            yield Event("token", token=GenToken(piece, None, None))
+        answer = self._finish(text, [TokenInfo(p, None) for p in pieces], extract.evidence)
+        answer.timings = timings
+        if flags:
+            answer.flags.append({"type": "skipped", "reason": NO_LOGPROB_FLAGS})
+        answer.flags += self._name_flags(answer.text)
+        yield Event("answer", answer=answer)
+
+    def _generative(
+        self,
+        question: str,
+        query: str,
+        history: Sequence[Message],
+        evidence: list[Evidence],
+        started: float,
+        timings: dict[str, float],
+        flags: bool,
+    ) -> Iterator[Event]:
         packed = pack(
             question,
             evidence,
@@ -113,27 +205,33 @@ class Assistant:
             history=history,
         )
         tokens: list[GenToken] = []
-        first_token_at = 0.0
-        for token in self.backend.generate(
-            packed.messages,
-            stream=True,
-            max_tokens=self.settings.max_tokens,
-            temperature=self.settings.temperature,
-            logprobs=True,
-        ):
+        loop = LoopDetector()
+        for token in self._guarded(packed.messages, loop):
             if not tokens:
-                first_token_at = time.perf_counter()
-                timings["ttft_ms"] = (first_token_at - started) * 1000
+                timings["ttft_ms"] = (time.perf_counter() - started) * 1000
             tokens.append(token)
             yield Event("token", token=token)
         # Decode speed after the first token (prompt evaluation is in ttft_ms).
-        seconds = time.perf_counter() - first_token_at
+        seconds = time.perf_counter() - started - timings.get("ttft_ms", 0.0) / 1000
         timings["tokens_per_s"] = (len(tokens) - 1) / seconds if len(tokens) > 1 else 0.0
         timings["prompt_tokens"] = packed.prompt_tokens
-        answer = self._finish(tokens, packed.evidence, timings)
+        text, _ = cut_at_end_marker("".join(t.text for t in tokens))
+        answer = self._finish(
+            text, [TokenInfo(t.text, t.logprob, t.entropy) for t in tokens], packed.evidence
+        )
+        answer.timings = timings
+        name_flags = self._name_flags(answer.text)
+        found = problems(loop.looping, len(answer.citations), [f["text"] for f in name_flags])
+        if found and self.settings.fallback:
+            reason = "; ".join(found)
+            yield Event("reset", reason=reason)
+            note = f"*The generated answer was replaced by quoted passages: {reason}.*"
+            yield from self._extractive(query, evidence, started, timings, flags, note)
+            return
+        answer.flags = [{"type": "guard", "reason": p} for p in found] + name_flags
         if flags:
             flags_started = time.perf_counter()
-            answer.flags = answer_flags(
+            answer.flags += answer_flags(
                 self.backend,
                 packed.messages,
                 tokens,
@@ -143,13 +241,40 @@ class Assistant:
             timings["flags_ms"] = (time.perf_counter() - flags_started) * 1000
         yield Event("answer", answer=answer)
 
-    def answer(self, question: str, **options: Any) -> Answer:
-        """The final answer of `stream` (same options), for callers that do not stream."""
-        final = None
-        for event in self.stream(question, **options):
-            final = event.answer or final
-        assert final is not None
-        return final
+    def _guarded(self, messages: list[Message], loop: LoopDetector) -> Iterator[GenToken]:
+        """The backend's tokens until a loop or an end marker; tokens that could begin an
+        end marker are held back until the marker is ruled out."""
+        held: list[GenToken] = []
+        stream = self.backend.generate(
+            messages,
+            stream=True,
+            max_tokens=self.settings.max_tokens,
+            temperature=self.settings.temperature,
+            logprobs=True,
+            repetition_penalty=self.settings.repetition_penalty,
+        )
+        try:
+            for token in stream:
+                held.append(token)
+                pending = "".join(t.text for t in held)
+                if cut_at_end_marker(loop.text + pending)[1]:
+                    return
+                if any(_ends_with_prefix(pending, m) for m in END_MARKERS):
+                    continue
+                for ready in held:
+                    loop.feed(ready.text)
+                    yield ready
+                held = []
+                if loop.looping:
+                    return
+            yield from held
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def _name_flags(self, text: str) -> list[dict[str, Any]]:
+        return self.name_check(text) if self.name_check is not None else []
 
     def _abstain(self, evidence: list[Evidence], timings: dict[str, float]) -> Answer:
         closest = [
@@ -158,15 +283,17 @@ class Assistant:
         ]
         return Answer(text=ABSTAIN_TEXT, citations=closest, abstained=True, timings=timings)
 
-    def _finish(
-        self, tokens: list[GenToken], evidence: list[Evidence], timings: dict[str, float]
-    ) -> Answer:
-        raw = "".join(t.text for t in tokens)
-        checked = check_citations(raw.strip(), len(evidence))
+    @staticmethod
+    def _finish(text: str, tokens: list[TokenInfo], evidence: list[Evidence]) -> Answer:
+        checked = check_citations(text.strip(), len(evidence))
         return Answer(
             text=checked.text,
             citations=citation_records(checked, evidence),
-            tokens=[TokenInfo(t.text, t.logprob, t.entropy) for t in tokens],
+            tokens=tokens,
             abstained=False,
-            timings=timings,
         )
+
+
+def _ends_with_prefix(text: str, marker: str) -> bool:
+    """Whether `text` ends with the start of `marker` (so the marker may be forming)."""
+    return any(text.endswith(marker[:i]) for i in range(1, len(marker)))

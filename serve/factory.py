@@ -5,8 +5,9 @@ from __future__ import annotations
 from sciknow.config import Config
 from sciknow.index.factory import load_embedder, open_store
 from sciknow.rerank.hybrid import HybridRetriever
-from sciknow.serve.answer import Assistant
-from sciknow.serve.backend import Backend, make_backend
+from sciknow.serve.answer import Assistant, resolve_mode
+from sciknow.serve.backends.base import Backend
+from sciknow.serve.backends.factory import LazyBackend, make_backend
 
 
 def build_backend(config: Config, name: str | None = None) -> Backend:
@@ -40,7 +41,13 @@ def build_retriever(config: Config, backend: Backend | None = None) -> HybridRet
 
 def build_assistant(config: Config, backend: str | None = None) -> Assistant:
     """One backend serves generation and, when configured, LLM reranking."""
-    model = build_backend(config, backend)
+    name = backend or config.models.backend
+    model = LazyBackend(name, lambda: build_backend(config, name))
+    mode = resolve_mode(config.answer.mode, config.models.size, name)
     return Assistant(
-        build_retriever(config, model), model, config.answer, library=config.profile.display_name
+        build_retriever(config, model),
+        model,
+        config.answer,
+        library=config.profile.display_name,
+        mode=mode,
     )

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sciknow.config import BACKENDS, Config, ConfigError, load_config
+from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError, load_config
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
 
@@ -90,12 +90,18 @@ def _stats(args: argparse.Namespace, config: Config) -> int:
 def _ask(args: argparse.Namespace, config: Config) -> int:
     from sciknow.serve.factory import build_assistant
 
+    if args.mode:
+        config.answer.mode = args.mode
+    if args.no_fallback:
+        config.answer.fallback = False
     assistant = build_assistant(config, args.backend)
     answer = None
     stream = assistant.stream(
         args.question, k=args.k, filters=_parse_filters(args), flags=args.flags
     )
     for event in stream:
+        if event.kind == "reset" and not args.json:
+            print(f"\n\n[the generated answer above was replaced: {event.reason}]\n", flush=True)
         if event.token is not None and not args.json:
             print(event.token.text, end="", flush=True)
         answer = event.answer or answer
@@ -104,9 +110,8 @@ def _ask(args: argparse.Namespace, config: Config) -> int:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
         return 0
     print(answer.text if answer.abstained else "")
-    for flag in answer.flags:
-        if flag.get("type") == "uncertain_span":
-            print(f"  uncertain: {flag['text']!r} ({flag['reason']})")
+    for line in filter(None, map(_describe_flag, answer.flags)):
+        print(f"  {line}")
     label = "Closest passages" if answer.abstained else "Sources"
     print(f"\n{label}:")
     for citation in answer.citations:
@@ -117,7 +122,25 @@ def _ask(args: argparse.Namespace, config: Config) -> int:
             f"\n(retrieval {timings['retrieval_ms']:.0f} ms, first token "
             f"{timings['ttft_ms']:.0f} ms, {timings['tokens_per_s']:.1f} tokens/s)"
         )
+    elif "extract_ms" in timings:
+        print(
+            f"\n(quoted from the sources; retrieval {timings['retrieval_ms']:.0f} ms, "
+            f"extraction {timings['extract_ms']:.0f} ms)"
+        )
     return 0
+
+
+def _describe_flag(flag: dict[str, Any]) -> str:
+    """One line per flag for the terminal."""
+    kind = flag.get("type", "")
+    if kind == "uncertain_span":
+        return f"uncertain: {flag['text']!r} ({flag['reason']})"
+    if kind in ("unknown_name", "removed_name"):
+        suggestions = ", ".join(flag.get("suggestions", [])) or "no close name"
+        return f"{flag['reason']}: {flag['text']} (did you mean: {suggestions})"
+    if kind == "support":  # shown by front ends beside each source, not as a line here
+        return ""
+    return f"{kind}: {flag.get('reason', '')}"
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
@@ -167,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print the Answer record as JSON")
     ask.add_argument(
         "--flags", action="store_true", help="also flag uncertain spans and passage support"
+    )
+    ask.add_argument(
+        "--mode", choices=ANSWER_MODES, help="extractive, generative or auto (answer.mode)"
+    )
+    ask.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="keep a generated answer that fails its checks (loop, no citation, unknown "
+        "names) and flag it, instead of replacing it with the extractive answer",
     )
     ask.set_defaults(run=_ask)
 
