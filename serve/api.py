@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI): ask (SSE streaming or JSON), search, health.
+"""The HTTP API (FastAPI): ask (SSE streaming or JSON), search, feedback, health.
 
 One `Assistant` — one model instance — serves every request. Generation holds a
 lock for the whole answer, so concurrent requests queue instead of loading a
@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from sciknow.index.store import Filters
 from sciknow.records import KINDS
 from sciknow.serve.answer import Assistant
+from sciknow.serve.feedback import Feedback, FeedbackStore, server_of
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -40,6 +41,20 @@ class AskRequest(BaseModel):
     flags: bool = Field(default=False, description="add uncertain spans and passage support")
 
 
+class FeedbackRequest(BaseModel):
+    """A vote on one answer (`serve/feedback.py`); the server adds backend, model, time."""
+
+    question: str = Field(min_length=1, max_length=2000)
+    history: list[Turn] = Field(default_factory=list, max_length=20)
+    answer: str = Field(max_length=20_000)
+    citations: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    flags: list[dict[str, Any]] = Field(default_factory=list, max_length=500)
+    vote: Literal["up", "down"]
+    comment: str = Field(default="", max_length=2000)
+    client: str = Field(default="api", min_length=1, max_length=64, examples=["discord:thread"])
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
 def _filters(kinds: list[str], official: bool | None) -> Filters:
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
@@ -51,9 +66,18 @@ def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def create_app(assistant: Assistant) -> FastAPI:
+def create_app(assistant: Assistant, feedback: FeedbackStore | None = None) -> FastAPI:
+    """The API over one assistant; votes go to `feedback` (default: the index's data dir).
+
+    `app.state` holds the assistant and the generation lock, so that a front end mounted
+    on the app (the web chat) answers through the same model and queue.
+    """
     app = FastAPI(title="sciknow", version="0.1.0", description="Cited answers from the index.")
     generation_lock = threading.Lock()
+    votes = feedback or FeedbackStore.in_data_dir(assistant.retriever.store.root)
+    app.state.assistant = assistant
+    app.state.generation_lock = generation_lock
+    app.state.feedback = votes
 
     @app.middleware("http")
     async def limit_body(
@@ -89,7 +113,7 @@ def create_app(assistant: Assistant) -> FastAPI:
     @app.post("/ask", response_model=None)
     def ask(body: AskRequest) -> StreamingResponse | dict[str, Any]:
         options = {
-            "history": [t.model_dump() for t in body.history],
+            "history": _turns(body.history),
             "k": body.k,
             "filters": _filters(body.kinds, body.official),
             "flags": body.flags,
@@ -102,7 +126,17 @@ def create_app(assistant: Assistant) -> FastAPI:
             media_type="text/event-stream",
         )
 
+
+    @app.post("/feedback", status_code=201)
+    def feedback_vote(body: FeedbackRequest) -> dict[str, int]:
+        entry = Feedback(**body.model_dump(exclude={"history"}), history=_turns(body.history))
+        return {"id": votes.add(entry, server_of(assistant))}
+
     return app
+
+
+def _turns(history: list[Turn]) -> list[dict[str, str]]:
+    return [turn.model_dump() for turn in history]
 
 
 def _stream(
@@ -114,6 +148,8 @@ def _stream(
                 if event.token is not None:
                     token = event.token
                     yield _sse("token", {"text": token.text, "logprob": token.logprob})
+                elif event.kind == "reset":
+                    yield _sse("reset", {"reason": event.reason})
                 elif event.answer is not None:
                     yield _sse("answer", event.answer.to_dict())
         except Exception as err:  # the status line is gone: report in-band

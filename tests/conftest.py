@@ -77,3 +77,47 @@ def docs_config(tmp_path_factory, embedder):
     sources = make_sources(source_for_location(str(docs), config), config)
     ingest(open_store(config), sources, embedder, make_chunker(config))
     return config
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """Start an ASGI app with uvicorn on a free 127.0.0.1 port in a thread: `serve_app(app)`
+    returns its base URL; every server stops at the end of the session."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app) -> str:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def extractive_config(docs_config):
+    """A copy of `docs_config` that answers extractively (quotes the passages, no model)."""
+    import copy
+
+    config = copy.deepcopy(docs_config)
+    config.answer.mode = "extractive"
+    return config

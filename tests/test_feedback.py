@@ -1,0 +1,109 @@
+"""Feedback: the SQLite store, `POST /feedback` over a real socket, and the export verb."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from sciknow.serve.feedback import Feedback, FeedbackStore, Server
+
+SERVER = Server(backend="transformers", model="SmolLM2", pipeline={"mode": "extractive"})
+
+
+def vote(question: str, vote: str, comment: str = "") -> Feedback:
+    return Feedback(
+        question=question,
+        answer="Use KSPSetTolerances() [1].",
+        vote=vote,
+        history=[{"role": "user", "content": "How do I solve Ax=b?"}],
+        citations=[{"n": 1, "chunk_id": "docs:ksp::0", "title": "KSP", "uri": "https://x/#ksp"}],
+        flags=[{"type": "skipped", "reason": "extractive"}],
+        comment=comment,
+        client="web",
+        settings={"k": 4},
+    )
+
+
+def test_store_keeps_every_field_and_no_identity(tmp_path):
+    store = FeedbackStore.in_data_dir(tmp_path)
+    row_id = store.add(vote("How do I set the tolerance?", "up"), SERVER)
+    row = store.get(row_id)
+    assert row is not None
+    assert row["question"] == "How do I set the tolerance?" and row["vote"] == "up"
+    assert row["history"][0]["content"] == "How do I solve Ax=b?"
+    assert row["citations"][0]["chunk_id"] == "docs:ksp::0"
+    assert row["flags"] == [{"type": "skipped", "reason": "extractive"}]
+    assert (row["backend"], row["model"], row["pipeline"]) == ("transformers", "SmolLM2", {
+        "mode": "extractive"
+    })  # fmt: skip
+    assert row["settings"] == {"k": 4} and row["client"] == "web"
+    assert datetime.fromisoformat(row["created"]) <= datetime.now(UTC)
+    columns = set(row)
+    assert not columns & {"ip", "user", "user_id", "address", "host"}
+
+
+def test_update_vote_and_comment(tmp_path):
+    store = FeedbackStore(tmp_path / "f.sqlite")
+    row_id = store.add(vote("q", "up"), SERVER)
+    assert store.update(row_id, vote="down", comment="wrong function")
+    row = store.get(row_id)
+    assert row is not None and (row["vote"], row["comment"]) == ("down", "wrong function")
+    assert not store.update(row_id + 100, comment="x")
+    with pytest.raises(ValueError, match="vote"):
+        store.update(row_id, vote="meh")
+    with pytest.raises(ValueError, match="vote"):
+        vote("q", "sideways")
+
+
+def test_rows_since_and_by_vote(tmp_path):
+    store = FeedbackStore(tmp_path / "f.sqlite")
+    first = store.add(vote("first", "up"), SERVER)
+    second = store.add(vote("second", "down"), SERVER)
+    assert [r["id"] for r in store.rows()] == [first, second]
+    assert [r["id"] for r in store.rows(vote="down")] == [second]
+    assert store.rows(since=datetime.now(UTC) + timedelta(seconds=5)) == []
+    assert len(store.rows(since=datetime.now(UTC) - timedelta(days=1))) == 2
+
+
+@pytest.fixture(scope="module")
+def api(extractive_config, serve_app, tmp_path_factory):
+    from sciknow.serve.api import create_app
+    from sciknow.serve.factory import build_assistant
+
+    store = FeedbackStore(tmp_path_factory.mktemp("votes") / "feedback.sqlite")
+    return serve_app(create_app(build_assistant(extractive_config), feedback=store)), store
+
+
+def test_post_feedback_stores_the_row(api):
+    url, store = api
+    body = {
+        "question": "How do I set the relative tolerance?",
+        "history": [{"role": "user", "content": "Which solver?"}],
+        "answer": "Call KSPSetTolerances() [1].",
+        "citations": [{"n": 1, "chunk_id": "c", "title": "t", "uri": "https://x"}],
+        "flags": [],
+        "vote": "down",
+        "comment": "it should mention -ksp_rtol",
+        "client": "discord:thread",
+        "settings": {"k": 6},
+    }
+    reply = httpx.post(f"{url}/feedback", json=body)
+    assert reply.status_code == 201, reply.text
+    row = store.get(reply.json()["id"])
+    assert row is not None
+    assert row["client"] == "discord:thread" and row["comment"] == body["comment"]
+    assert row["backend"] == "transformers"  # the server fills backend and settings
+    assert row["pipeline"]["mode"] == "extractive" and row["pipeline"]["answer"]["k"] == 6
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"vote": "meh"}, "vote"), ({"question": ""}, "question"), ({"client": ""}, "client")],
+)
+def test_post_feedback_rejects_bad_fields(api, change, field):
+    url, _ = api
+    body = {"question": "q", "answer": "a", "vote": "up", **change}
+    reply = httpx.post(f"{url}/feedback", json=body)
+    assert reply.status_code == 422 and field in reply.text
