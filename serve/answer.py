@@ -45,6 +45,11 @@ NO_LOGPROB_FLAGS = (
     "extractive answer: quoted passages have no generated tokens, so the flags that need "
     "log-probabilities (uncertain spans, passage support) do not apply"
 )
+SUMMARY_LABEL = "*Generated summary (a small model wrote this line; check it against the quotes):* "
+SUMMARY_REASON = "written by the model, not quoted from a source"
+SUMMARY_TOKENS = 64
+SUMMARY_PASSAGES = 3
+_SENTENCE_DONE_RE = re.compile(r"\S{2,}[.!?](?:\s*\[\d+\])*\s")
 _WORD_RE = re.compile(r"\S+\s*|\s+")
 _FOLLOW_UP_RE = re.compile(
     r"^(and|also|what about|how about|same for|then|but|or)\b|\b(it|that|this|those|them)\b",
@@ -170,20 +175,66 @@ class Assistant:
         flags: bool,
         note: str = "",
     ) -> Iterator[Event]:
+        summary: list[GenToken] = []
+        if self.settings.summary and not note:
+            summary_prompt = self._summary_prompt(query, evidence)
+            generated = self._guarded(summary_prompt, LoopDetector(), SUMMARY_TOKENS)
+            for token in generated:
+                if not summary:
+                    timings["ttft_ms"] = (time.perf_counter() - started) * 1000
+                    yield Event("token", token=GenToken(SUMMARY_LABEL, None, None))
+                summary.append(token)
+                yield Event("token", token=token)
+                if _SENTENCE_DONE_RE.search("".join(t.text for t in summary)):
+                    break
+            generated.close()
         extract_started = time.perf_counter()
         extract = self.extractor.answer(query, evidence, self.retriever.query_symbols(query))
-        text = f"{note}\n\n{extract.text}" if note else extract.text
         timings["extract_ms"] = (time.perf_counter() - extract_started) * 1000
-        timings["ttft_ms"] = (time.perf_counter() - started) * 1000
-        pieces = text_pieces(text)
-        for piece in pieces:
+        timings.setdefault("ttft_ms", (time.perf_counter() - started) * 1000)
+        head = note or (SUMMARY_LABEL + "".join(t.text for t in summary).strip() if summary else "")
+        text = f"{head}\n\n{extract.text}" if head else extract.text
+        body = text_pieces(text[len(head) :]) if summary else text_pieces(text)
+        for piece in body:
             yield Event("token", token=GenToken(piece, None, None))
-        answer = self._finish(text, [TokenInfo(p, None) for p in pieces], extract.evidence)
+        tokens = [TokenInfo(t.text, t.logprob, t.entropy) for t in summary]
+        answer = self._finish(text, tokens + [TokenInfo(p, None) for p in body], extract.evidence)
         answer.timings = timings
-        if flags:
+        if summary:
+            answer.flags += self._summary_flags(summary, summary_prompt, answer.text, flags)
+        elif flags:
             answer.flags.append({"type": "skipped", "reason": NO_LOGPROB_FLAGS})
         answer.flags += self._name_flags(answer.text)
         yield Event("answer", answer=answer)
+
+    def _summary_prompt(self, query: str, evidence: list[Evidence]) -> list[Message]:
+        """The packed prompt for a one-sentence summary of the top passages."""
+        packed = pack(
+            query,
+            evidence[:SUMMARY_PASSAGES],
+            self.count_tokens,
+            self.backend.context_window,
+            reserve=SUMMARY_TOKENS,
+            library=self.library,
+        )
+        messages = [dict(m) for m in packed.messages]
+        messages[-1]["content"] += " (one sentence)"
+        return messages
+
+    def _summary_flags(
+        self, tokens: list[GenToken], messages: list[Message], text: str, scored: bool
+    ) -> list[dict[str, Any]]:
+        """The generated sentence is always marked; with `scored`, its uncertain spans too
+        (offsets shifted past the label)."""
+        start = len(SUMMARY_LABEL)
+        end = start + len("".join(t.text for t in tokens).rstrip())
+        marked = [{"type": "generated", "start": start, "end": end, "reason": SUMMARY_REASON}]
+        if not scored:
+            return marked
+        spans = answer_flags(self.backend, messages, tokens, text[start:end], [])
+        for span in spans:
+            span.update(start=span["start"] + start, end=span["end"] + start)
+        return marked + spans
 
     def _generative(
         self,
@@ -241,14 +292,16 @@ class Assistant:
             timings["flags_ms"] = (time.perf_counter() - flags_started) * 1000
         yield Event("answer", answer=answer)
 
-    def _guarded(self, messages: list[Message], loop: LoopDetector) -> Iterator[GenToken]:
+    def _guarded(
+        self, messages: list[Message], loop: LoopDetector, max_tokens: int | None = None
+    ) -> Iterator[GenToken]:
         """The backend's tokens until a loop or an end marker; tokens that could begin an
         end marker are held back until the marker is ruled out."""
         held: list[GenToken] = []
         stream = self.backend.generate(
             messages,
             stream=True,
-            max_tokens=self.settings.max_tokens,
+            max_tokens=max_tokens or self.settings.max_tokens,
             temperature=self.settings.temperature,
             logprobs=True,
             repetition_penalty=self.settings.repetition_penalty,

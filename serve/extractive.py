@@ -6,8 +6,9 @@ embedded default the answer is assembled from the evidence instead:
 1. Every passage is cut into units (`segment.py`).
 2. Each unit is scored: cosine between the question and the unit (the index's own
    embedder), BM25 of the question's terms within the passages' units, the share of the
-   question's library names the unit contains, a small bonus for any library name or
-   option (answers here are API), and the passage's retrieval rank.
+   question's library names the unit contains, a bonus for library names and options the
+   question does not name (the answer to "how do I ..." is usually another function or
+   option), and the passage's retrieval rank.
 3. Units are chosen greedily, MMR-style: score minus similarity to what is already chosen;
    near-duplicates (across passages too) are skipped; selection stops at the length
    budget or when units fall far below the best.
@@ -36,14 +37,19 @@ from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Evidence
 from sciknow.serve.segment import Unit, segment
 
-WEIGHTS = {"dense": 0.55, "bm25": 0.25, "symbols": 0.45, "api": 0.05, "rank": 0.1}
+WEIGHTS = {"dense": 1.0, "bm25": 0.3, "symbols": 0.2, "api": 0.15, "rank": 0.1}
 MMR_LAMBDA = 0.75
 DUPLICATE_COSINE = 0.92
 MIN_SHARE_OF_BEST = 0.55  # stop when a unit scores below this share of the best
 MAX_UNITS = 8
 MAX_UNIT_CHARS = 700
 MIN_UNIT_CHARS = 25
-MAX_CANDIDATES = 48  # units embedded per answer: the cheap scores pick them
+# Units embedded per answer (the cheap scores pick them), in batches of `EMBED_BATCH`
+# (the embedder runs batches that small on one thread, 4x faster on a busy machine),
+# each cut to `EMBED_CHARS`: a unit's head is enough to judge it, and cost grows with length.
+MAX_CANDIDATES = 15
+EMBED_BATCH = 8
+EMBED_CHARS = 200
 
 
 @dataclass
@@ -94,7 +100,13 @@ class Extractor:
             return []
         _score_lexical(question, candidates, names, len(evidence), self.prefixes)
         candidates = sorted(candidates, key=lambda c: -c.cheap)[:MAX_CANDIDATES]
-        vectors = self.embedder.embed([question] + [_plain(c.unit.text) for c in candidates])
+        texts = [question] + [_plain(c.unit.text)[:EMBED_CHARS] for c in candidates]
+        vectors = np.concatenate(
+            [
+                self.embedder.embed(texts[i : i + EMBED_BATCH])
+                for i in range(0, len(texts), EMBED_BATCH)
+            ]
+        )
         for candidate, vector in zip(candidates, vectors[1:], strict=True):
             candidate.vector = vector
             candidate.score = candidate.cheap + WEIGHTS["dense"] * float(vector @ vectors[0])
@@ -134,10 +146,21 @@ class Extractor:
         return None
 
 
+def _body(item: Evidence) -> str:
+    """The passage without the title and heading path every chunk starts with."""
+    lines = item.text.splitlines()
+    while lines and (
+        lines[0].strip() in (item.title, item.section)
+        or (" > " in lines[0] and not lines[0].rstrip().endswith((".", ":")))
+    ):
+        lines = lines[1:]
+    return "\n".join(lines)
+
+
 def _candidates(evidence: list[Evidence]) -> list[Candidate]:
     out = []
     for n, item in enumerate(evidence, start=1):
-        for unit in segment(item.text):
+        for unit in segment(_body(item)):
             size = len(unit.text)
             if MIN_UNIT_CHARS <= size <= MAX_UNIT_CHARS or (unit.kind == "code" and size > 0):
                 out.append(Candidate(unit, n))
@@ -162,11 +185,12 @@ def _score_lexical(
     for candidate, lexical in zip(candidates, bm25, strict=True):
         found = {s.lower() for s in find_symbols(candidate.unit.text, prefixes)}
         share = len(found & wanted) / len(wanted) if wanted else 0.0
+        novel = len(found - wanted)
         rank = 1.0 - (candidate.passage - 1) / max(passages, 1)
         candidate.cheap = (
             WEIGHTS["bm25"] * lexical / top
             + WEIGHTS["symbols"] * share
-            + WEIGHTS["api"] * min(len(found), 3) / 3
+            + WEIGHTS["api"] * min(novel, 3) / 3
             + WEIGHTS["rank"] * rank
         )
 
@@ -227,6 +251,8 @@ def _mmr_value(candidate: Candidate, chosen: list[Candidate]) -> float:
 # ----- rendering ---------------------------------------------------------------------
 
 _SPACE_BEFORE_CITE_RE = re.compile(r"[ \t]+$")
+_BRACKETED_NUMBER_RE = re.compile(r"\[(\d[\d,\s–-]*)\]")
+_INLINE_CODE_RE = re.compile(r"(`[^`\n]*`)")
 
 
 def _render(
@@ -265,4 +291,11 @@ def _render_passage(units: list[Unit], n: int) -> str:
 
 
 def _cite(text: str, n: int) -> str:
-    return f"{_SPACE_BEFORE_CITE_RE.sub('', text)} [{n}]"
+    """The unit with its citation; a quoted `[0]` (an array index, a reference of the page)
+    is escaped so that it renders the same but is not taken for a citation."""
+    pieces = _INLINE_CODE_RE.split(_SPACE_BEFORE_CITE_RE.sub("", text))
+    quoted = "".join(
+        piece if i % 2 else _BRACKETED_NUMBER_RE.sub(r"\\[\1\\]", piece)
+        for i, piece in enumerate(pieces)
+    )
+    return f"{quoted} [{n}]"

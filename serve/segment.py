@@ -29,7 +29,7 @@ _SIGNATURE_RE = re.compile(r"^--\s*$")
 # A sentence ends at . ! ? followed by space and a capital, backtick, quote or digit; not
 # after common abbreviations ("e.g.", "i.e.", "etc.", "vs.") or a single letter.
 _SENTENCE_END_RE = re.compile(
-    r"(?<![A-Z])(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)[.!?](?=\s+[A-Z`\"'(\d\[])"
+    r"(?<!\b[A-Z])(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)[.!?](?=\s+[A-Z`\"'(\d\[])"
 )
 _DIRECTIVE_RE = re.compile(r"^\s*(?:\.\. |:::|```\{|\(\w[\w-]*\)=|%)")
 MAX_CODE_LINES = 20
@@ -70,14 +70,31 @@ def _prose_units(text: str, start: int) -> list[Unit]:
     for block in _blocks(_strip_mail(text)):
         first = block[0].strip()
         heading = _HEADING_RE.match(first) or _SECTION_RE.match(first)
-        if heading:
-            context = heading.group(1).strip()
+        if heading or _bare_title(block):
+            context = heading.group(1).strip() if heading else first
             block = block[1:]
             if not block:
                 continue
-        for kind, piece in _block_pieces(block):
+        pieces = _block_pieces(block)
+        if context.lower() == "synopsis":  # a man page's C signature
+            pieces = [("code", "```c\n" + "\n".join(line.strip() for line in block) + "\n```")]
+        for kind, piece in pieces:
             units.append(Unit(piece, kind, start + len(units), context))
     return units
+
+
+def _bare_title(block: list[str]) -> bool:
+    """A lone short line without sentence punctuation: the heading path a chunk starts with."""
+    line = block[0].strip()
+    return (
+        len(block) == 1
+        and len(line) <= 80
+        and not line.endswith((".", ":", ";", "!", "?", ")", ","))
+        and " – " not in line
+        and " - " not in line
+        and not _ITEM_RE.match(line)
+        and not line.startswith("|")
+    )
 
 
 def _strip_mail(text: str) -> str:

@@ -99,8 +99,7 @@ Barry's signature line that must not appear
     assert texts == [
         "Run with -ksp_converged_reason to see why it stopped.",
         "Then try -pc_type lu.",
-        "Barry",
-    ]
+    ]  # the lone name line before the signature reads as a heading and is left out
 
 
 def test_sentence_split_keeps_abbreviations_and_decimals():

@@ -168,3 +168,20 @@ def test_a_good_generated_answer_passes(docs_config):
     assert "reset" not in [e.kind for e in events]
     answer = events[-1].answer
     assert answer.text == "Use -ksp_rtol or KSPSetTolerances() [1]." and answer.citations
+
+
+def test_summary_is_one_generated_sentence_marked_above_the_quotes(docs_config):
+    assistant = assistant_with(
+        docs_config, "Set -ksp_rtol for the relative tolerance [1]. And then more", summary=True
+    )
+    assistant.mode = "extractive"
+    events = run(assistant)
+    answer = events[-1].answer
+    label = "*Generated summary (a small model wrote this line; check it against the quotes):* "
+    assert answer.text.startswith(label + "Set -ksp_rtol for the relative tolerance [1].\n\n")
+    assert "And then more" not in answer.text
+    generated = next(f for f in answer.flags if f["type"] == "generated")
+    assert answer.text[generated["start"] : generated["end"]].startswith("Set -ksp_rtol")
+    assert answer.tokens[0].logprob == -0.1 and answer.tokens[-1].logprob is None
+    streamed = "".join(e.token.text for e in events if e.kind == "token")
+    assert streamed.split() == answer.text.split()  # the same words, spacing aside
