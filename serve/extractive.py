@@ -87,12 +87,12 @@ class Extractor:
         evidence = list(evidence)
         synopses = self._synopses(names, evidence)
         budget = self.max_chars - sum(len(s) for _, s in synopses)
-        chosen = self._select(question, evidence, names, budget)
+        chosen = self.select(question, evidence, names, budget)
         return Extract(_render(synopses, chosen, evidence), evidence)
 
     # ----- selection ---------------------------------------------------------------
 
-    def _select(
+    def select(
         self, question: str, evidence: list[Evidence], names: Sequence[str], budget: int
     ) -> list[Candidate]:
         candidates = _candidates(evidence)
@@ -265,12 +265,13 @@ def _render(
         best[candidate.passage] = max(best.get(candidate.passage, -1e9), candidate.score)
     for passage in sorted(best, key=lambda p: -best[p]):
         units = sorted((c.unit for c in chosen if c.passage == passage), key=lambda u: u.position)
-        parts.append(_render_passage(units, passage))
+        parts.append(render_units(units, passage))
     return "\n\n".join(p for p in parts if p)
 
 
-def _render_passage(units: list[Unit], n: int) -> str:
-    """Consecutive sentences form one paragraph; items, rows and code keep their own lines."""
+def render_units(units: list[Unit], n: int | None = None) -> str:
+    """Consecutive sentences form one paragraph; items, rows and code keep their own lines.
+    Each unit is cited as passage `n`; with no `n` (a docs patch) nothing is cited."""
     lines: list[str] = []
     paragraph: list[str] = []
     for unit in units:
@@ -281,7 +282,7 @@ def _render_passage(units: list[Unit], n: int) -> str:
             lines.append(" ".join(paragraph))
             paragraph = []
         if unit.kind == "code":
-            lines.append(f"{unit.text}\n[{n}]")
+            lines.append(unit.text if n is None else f"{unit.text}\n[{n}]")
         else:
             label = f"{unit.context}: " if unit.context and unit.kind == "item" else ""
             lines.append(f"- {label}{_cite(unit.text, n)}")
