@@ -7,7 +7,7 @@ The patterns are driven by the profile's `symbol_prefixes`, so SLEPc (`EPS`,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 # Command-line options such as -ksp_rtol or -pc_factor_mat_ordering_type: a dash,
@@ -24,14 +24,18 @@ def _name_re(prefixes: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"\b(?:{alternatives})(?:[A-Z_][A-Za-z0-9_]*)\b")
 
 
-def find_symbols(text: str, prefixes: Iterable[str]) -> list[str]:
-    """Return the distinct symbols in `text`, in order of first appearance."""
-    found: dict[str, None] = {}
-    pattern = _name_re(tuple(prefixes))
-    for match in pattern.finditer(text):
+def symbol_spans(text: str, prefixes: Iterable[str]) -> Iterator[tuple[str, int, int]]:
+    """Every occurrence of a symbol in `text` as (name, start, end): names first, then
+    options. A trailing `_` is not part of a name (`MatCreate_` in a link target)."""
+    for match in _name_re(tuple(prefixes)).finditer(text):
         name = match.group(0).rstrip("_")
         if len(name) > 3:
-            found.setdefault(name, None)
+            yield name, match.start(), match.start() + len(name)
     for match in OPTION_RE.finditer(text):
-        found.setdefault(match.group(0), None)
-    return list(found)
+        yield match.group(0), match.start(), match.end()
+
+
+def find_symbols(text: str, prefixes: Iterable[str]) -> list[str]:
+    """Return the distinct symbols in `text`: names, then options, each in order of first
+    appearance."""
+    return list(dict.fromkeys(name for name, _, _ in symbol_spans(text, prefixes)))

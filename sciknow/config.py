@@ -67,6 +67,9 @@ class Profile:
             "Characteristic",
         ]
     )
+    # Names the API-name check (serve/names.py) never flags: words the prefixes catch that
+    # are not library names in this corpus (e.g. "MATLAB" when no document names it).
+    ignore_names: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -133,6 +136,9 @@ class AnswerConfig:
     # Embedded model only: one generated sentence above the extractive answer, marked.
     summary: bool = False
     max_chars: int = 1500  # length budget of an extractive answer
+    # Flag library names that exist nowhere in the index (serve/names.py) on every answer;
+    # a generated answer with such a name falls back to the extractive one.
+    check_names: bool = True
     repetition_penalty: float = 1.1
 
 

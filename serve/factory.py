@@ -8,6 +8,7 @@ from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.answer import Assistant, resolve_mode
 from sciknow.serve.backends.base import Backend
 from sciknow.serve.backends.factory import LazyBackend, make_backend
+from sciknow.serve.names import name_flags
 
 
 def build_backend(config: Config, name: str | None = None) -> Backend:
@@ -44,10 +45,13 @@ def build_assistant(config: Config, backend: str | None = None) -> Assistant:
     name = backend or config.models.backend
     model = LazyBackend(name, lambda: build_backend(config, name))
     mode = resolve_mode(config.answer.mode, config.models.size, name)
+    retriever = build_retriever(config, model)
+    check = name_flags(retriever.store, config.profile) if config.answer.check_names else None
     return Assistant(
-        build_retriever(config, model),
+        retriever,
         model,
         config.answer,
         library=config.profile.display_name,
         mode=mode,
+        name_check=check,
     )

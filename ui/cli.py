@@ -18,6 +18,7 @@ from typing import Any
 from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError, load_config
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
+from sciknow.ui.verify import add_verify_parser
 
 log = logging.getLogger("sciknow")
 
@@ -135,7 +136,10 @@ def _describe_flag(flag: dict[str, Any]) -> str:
     kind = flag.get("type", "")
     if kind == "uncertain_span":
         return f"uncertain: {flag['text']!r} ({flag['reason']})"
-    if kind in ("unknown_name", "removed_name"):
+    if kind == "removed_name":
+        replacements = ", ".join(flag.get("suggestions", [])) or "no replacement named"
+        return f"{flag['reason']}: {flag['text']} (replaced by: {replacements})"
+    if kind == "unknown_name":
         suggestions = ", ".join(flag.get("suggestions", [])) or "no close name"
         return f"{flag['reason']}: {flag['text']} (did you mean: {suggestions})"
     if kind == "support":  # shown by front ends beside each source, not as a line here
@@ -213,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.set_defaults(run=_stats)
 
     add_attribute_parser(verbs)
+    add_verify_parser(verbs)
     add_eval_parser(verbs)
     return parser
 

@@ -1,0 +1,390 @@
+"""The API-name check: library names in a text that the index does not hold.
+
+A small model (or a user) writes `KSPSetTolerence` or `-ksp_rtoll` as readily as a real
+name; the index's symbol table knows every function, type, enum value, man-page title
+and option its documents name, so a name it does not hold is almost surely wrong.
+
+What is checked. The names `ingest/symbols.py` finds with the profile's prefixes
+(`KSPSetTolerances`, `MATAIJ`, `KSP_CONVERGED_RTOL`, `-ksp_rtol`), everywhere in the
+text, code blocks included, plus *near misses*: identifiers with two or more capitals
+that the prefixes miss but that are one edit away from a known name (`KPSetTolerances`).
+
+When a name is fine. It is spelled exactly so in some document of the index (any kind);
+or the profile lists it in `ignore_names`; or it is a pattern — followed by `*`, `{` or
+`[`, or ending in `XXX` — that begins some known name (`VecGetArray*`); or it is an
+all-capital word among other all-capital words (shouting: "PLEASE CHECK MATH"). An
+option is fine too when it becomes a known option after dropping leading `word_` parts:
+`-mg_levels_ksp_type` is `-ksp_type` with the prefix `mg_levels_`.
+
+Reasons. `removed-name`: the name appears only in release notes (documents of kind
+`changelog`), and they say it was removed or renamed (`release_notes.py` has the rules);
+the suggestions are the replacements they name — unless the text itself says it was
+removed or renamed (quoting the release note is not using the name). `unknown-name`:
+anything else, with up to three close known names: by edit distance (letters dropped,
+swapped or changed, case ignored) and by shared identifier parts (`KSPSetRelativeTolerance`
+→ `KSPSetTolerances`); an option may get a suggestion with its prefix kept.
+
+Cost. `NameChecker.from_store` reads the names once per index generation and caches the
+checker; a check is a regex pass and set lookups. The suggestion index (trigrams and
+identifier parts, numpy postings) is built the first time a name is unknown, and a
+suggestion scores only the few dozen names that share the most trigrams and parts.
+`bench/bench_names.py` measures both.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from sciknow.config import Profile
+from sciknow.index.store import Store
+from sciknow.index.terms import identifier_parts
+from sciknow.ingest.symbols import symbol_spans
+from sciknow.serve.release_notes import removals
+
+MAX_SUGGESTIONS = 3
+MIN_SCORE = 0.5  # a suggestion's similarity (0..1, see `_Suggester.score`) at least this
+_PATTERN_FOLLOWERS = "*{["
+_IDENTIFIER_RE = re.compile(r"(?<![\w\-./])[A-Za-z][A-Za-z0-9_]{5,}\b")
+_CAPS_WORD_RE = re.compile(r"[A-Za-z]+")
+_BATCH = 500  # names per SQL IN (...) (SQLite's variable limit)
+
+
+@dataclass
+class NameIssue:
+    """One occurrence of an unknown or removed name in a checked text."""
+
+    name: str
+    line: int  # 1-based
+    start: int  # character offsets in the text
+    end: int
+    reason: str  # "unknown-name" | "removed-name"
+    suggestions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "line": self.line,
+            "reason": self.reason,
+            "suggestions": list(self.suggestions),
+            "start": self.start,
+            "end": self.end,
+        }
+
+    def as_flag(self) -> dict[str, Any]:
+        """The issue as an `Answer.flags` entry."""
+        return {
+            "type": self.reason.replace("-", "_"),
+            "text": self.name,
+            "start": self.start,
+            "end": self.end,
+            "reason": self.reason,
+            "suggestions": list(self.suggestions),
+        }
+
+
+def _osa_distance(a: str, b: str) -> int:
+    """Edit distance with adjacent swaps counted as one edit (optimal string alignment)."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, start=1):
+            cost = ca != cb
+            best = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                best = min(best, previous2[j - 2] + 1)
+            current[j] = best
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def _parts(name: str) -> frozenset[str]:
+    """Identifier parts, lowercased, a plural `s` dropped (`tolerances` ~ `tolerance`)."""
+    return frozenset(
+        p[:-1] if len(p) > 3 and p.endswith("s") else p for p in identifier_parts(name)
+    )
+
+
+def _grams(lowered: str) -> set[str]:
+    padded = f"^{lowered}$"
+    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+
+
+class _Suggester:
+    """Close known names, by edit distance and shared identifier parts."""
+
+    CANDIDATES = 24  # names scored exactly per query, after the trigram/part prefilter
+
+    def __init__(self, names: Iterable[str], defined: set[str]) -> None:
+        self.names = sorted(names)
+        self.lower = [n.lower() for n in self.names]
+        self.by_lower: dict[str, list[str]] = {}
+        for name, lowered in zip(self.names, self.lower, strict=True):
+            self.by_lower.setdefault(lowered, []).append(name)
+        self.parts = [_parts(n) for n in self.names]
+        self.defined = defined
+        self.is_option = np.array([n.startswith("-") for n in self.names], dtype=bool)
+        self.grams = self._postings(_grams(low) for low in self.lower)
+        self.part_postings = self._postings(self.parts)
+
+    @staticmethod
+    def _postings(keys_per_name: Iterable[Iterable[str]]) -> dict[str, np.ndarray]:
+        lists: dict[str, list[int]] = {}
+        for i, keys in enumerate(keys_per_name):
+            for key in keys:
+                lists.setdefault(key, []).append(i)
+        return {key: np.asarray(ids, dtype=np.int32) for key, ids in lists.items()}
+
+    def _counts(self, keys: Iterable[str], postings: dict[str, np.ndarray]) -> np.ndarray:
+        hits = [postings[k] for k in keys if k in postings]
+        if not hits:
+            return np.zeros(len(self.names), dtype=np.int32)
+        return np.bincount(np.concatenate(hits), minlength=len(self.names))
+
+    def score(self, name: str, i: int) -> float:
+        """0.6 × (1 − edit distance / longer length) + 0.4 × Jaccard of identifier parts."""
+        query, other = name.lower(), self.lower[i]
+        edit = 1.0 - _osa_distance(query, other) / max(len(query), len(other))
+        mine, theirs = _parts(name), self.parts[i]
+        shared = len(mine & theirs) / len(mine | theirs) if mine or theirs else 0.0
+        return 0.6 * edit + 0.4 * shared
+
+    def candidates(self, name: str) -> list[int]:
+        """Ids of the names sharing the most trigrams and parts, of the same kind."""
+        counts = self._counts(_grams(name.lower()), self.grams)
+        counts = counts + 2 * self._counts(_parts(name), self.part_postings)
+        counts[self.is_option != name.startswith("-")] = 0
+        top = min(self.CANDIDATES, len(counts))
+        if top == 0:
+            return []
+        best = np.argpartition(-counts, top - 1)[:top]
+        return [int(i) for i in best if counts[i] > 0]
+
+    def suggest(self, name: str, k: int = MAX_SUGGESTIONS) -> list[tuple[float, str]]:
+        """Up to `k` (score, known name) pairs with score ≥ MIN_SCORE, best first."""
+        scored = []
+        for i in self.candidates(name):
+            if self.names[i] != name:
+                scored.append((self.score(name, i), self.names[i] in self.defined, self.names[i]))
+        scored.sort(key=lambda s: (-s[0], not s[1], len(s[2]), s[2]))
+        return [(s, n) for s, _, n in scored[:k] if s >= MIN_SCORE]
+
+    def within_one_edit(self, token: str) -> str | None:
+        """A known name one edit (case-sensitive) from `token`, if any."""
+        for i in self.candidates(token):
+            other = self.names[i]
+            if abs(len(other) - len(token)) <= 1 and _osa_distance(token, other) == 1:
+                return other
+        return None
+
+
+class NameChecker:
+    """Flags the unknown and removed library names of a text (see the module docstring)."""
+
+    def __init__(
+        self,
+        names: Iterable[str],
+        prefixes: Iterable[str],
+        removed: dict[str, list[str]] | None = None,
+        ignore: Iterable[str] = (),
+        defined: Iterable[str] = (),
+    ) -> None:
+        self.prefixes = tuple(prefixes)
+        self.removed = dict(removed or {})
+        self.known = set(names) | set(self.removed)
+        self.ignore = set(ignore)
+        self.defined = set(defined)
+        self._sorted = sorted(self.known)
+        self._suggester: _Suggester | None = None
+        self._lock = threading.Lock()
+        self.suggest = lru_cache(maxsize=4096)(self._suggest)
+        self._near_miss = lru_cache(maxsize=16384)(self._find_near_miss)
+
+    # ----- building -----------------------------------------------------------------
+
+    @classmethod
+    def from_store(cls, store: Store, profile: Profile) -> NameChecker:
+        """The checker of the store's current index generation: read once, then cached (a
+        call costs one SQLite read of the generation number), so call it per check."""
+        key = (str(store.root.resolve()), tuple(profile.symbol_prefixes))
+        key += (tuple(profile.ignore_names),)
+        generation = store.generation()
+        with _CACHE_LOCK:
+            cached = _CACHE.get(key)
+            if cached is None or cached[0] != generation:
+                cached = (generation, cls._load(store, profile))
+                _CACHE[key] = cached
+        return cached[1]
+
+    @classmethod
+    def _load(cls, store: Store, profile: Profile) -> NameChecker:
+        conn = store.conn
+        names, defined = set(), set()
+        for symbol, defines in conn.execute("SELECT symbol, MAX(defines) FROM symbols GROUP BY 1"):
+            names.add(symbol)
+            if defines:
+                defined.add(symbol)
+        claims: dict[str, list[str]] = {}
+        rows = conn.execute("SELECT text FROM documents WHERE kind = 'changelog'")
+        for (text,) in rows:
+            for old, new in removals(text, profile.symbol_prefixes).items():
+                if not claims.get(old):
+                    claims[old] = new
+        elsewhere = _names_outside_changelogs(store, claims)
+        removed = {old: new for old, new in claims.items() if old not in elsewhere}
+        return cls(names, profile.symbol_prefixes, removed, profile.ignore_names, defined)
+
+    # ----- checking -----------------------------------------------------------------
+
+    def check(self, text: str) -> list[NameIssue]:
+        """Every occurrence of an unknown or removed name in `text`, in text order."""
+        newlines = [m.start() for m in re.finditer("\n", text)]
+        issues, covered, described = [], [], None
+        for name, start, end in sorted(symbol_spans(text, self.prefixes), key=lambda s: s[1]):
+            covered.append((start, end))
+            verdict = self._verdict(name, text, start, end)
+            if verdict is None:
+                continue
+            reason, suggestions = verdict
+            if reason == "removed-name":
+                if described is None:
+                    described = set(removals(text, self.prefixes))
+                if name in described:
+                    continue
+            line = bisect.bisect_left(newlines, start) + 1
+            issues.append(NameIssue(name, line, start, end, reason, suggestions))
+        issues += self._near_misses(text, covered, newlines)
+        return sorted(issues, key=lambda issue: issue.start)
+
+    def _verdict(self, name: str, text: str, start: int, end: int) -> tuple[str, list[str]] | None:
+        """None when `name` is fine here, else (reason, suggestions)."""
+        if name in self.removed:
+            return "removed-name", self._replacements(name)
+        if name in self.known or name in self.ignore:
+            return None
+        if name.startswith("-"):
+            parts = name[1:].split("_")
+            for i in range(1, len(parts) - 1):
+                prefix, option = "-" + "_".join(parts[:i]) + "_", "-" + "_".join(parts[i:])
+                if option in self.removed:
+                    return "removed-name", [prefix + r[1:] for r in self._replacements(option)]
+                if option in self.known:
+                    return None
+        if self._is_pattern(name, text[end : end + 1]) or self._shouting(text, start, end, name):
+            return None
+        return "unknown-name", self.suggest(name)
+
+    def _replacements(self, name: str) -> list[str]:
+        """The replacements the release notes name, each followed through later renames."""
+        out = []
+        for replacement in self.removed[name]:
+            seen = {name}
+            while self.removed.get(replacement) and replacement not in seen:
+                seen.add(replacement)
+                replacement = self.removed[replacement][0]
+            out.append(replacement)
+        return list(dict.fromkeys(out))[:MAX_SUGGESTIONS]
+
+    def _shouting(self, text: str, start: int, end: int, name: str) -> bool:
+        """An all-capital word whose neighbour on the line is an all-capital non-name too."""
+        if not name.isalpha() or not name.isupper():
+            return False
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", end)
+        before = _CAPS_WORD_RE.findall(text[line_start:start])[-1:]
+        after = _CAPS_WORD_RE.findall(text[end : len(text) if line_end < 0 else line_end])[:1]
+        return any(len(w) > 1 and w.isupper() and w not in self.known for w in before + after)
+
+    def _is_pattern(self, name: str, follower: str) -> bool:
+        """`VecGetArray*`, `PetscViewerHDF5{Get,Set}...`, `KSPSetXXX`: a known name begins so."""
+        if follower and follower in _PATTERN_FOLLOWERS:
+            stem = name
+        elif name.endswith("XXX"):
+            stem = name.rstrip("X")
+        else:
+            return False
+        at = bisect.bisect_left(self._sorted, stem)
+        return at < len(self._sorted) and self._sorted[at].startswith(stem)
+
+    def _near_misses(self, text: str, covered, newlines: list[int]) -> list[NameIssue]:
+        """Identifiers the prefixes miss that are one edit away from a known name."""
+        starts = {start for start, _ in covered}
+        issues = []
+        for match in _IDENTIFIER_RE.finditer(text):
+            token = match.group(0)
+            if match.start() in starts or sum(c.isupper() for c in token) < 2:
+                continue
+            if token in self.known or token in self.ignore or token.isupper():
+                continue
+            if self._near_miss(token) is None:
+                continue
+            line = bisect.bisect_left(newlines, match.start()) + 1
+            issues.append(
+                NameIssue(
+                    token, line, match.start(), match.end(), "unknown-name", self.suggest(token)
+                )
+            )
+        return issues
+
+    def _find_near_miss(self, token: str) -> str | None:
+        return self._suggestions_index().within_one_edit(token)
+
+    def _suggest(self, name: str) -> list[str]:
+        """Up to three known names close to `name` (an exact match in another case first);
+        an option also gets the suggestions of its unprefixed forms, prefix kept."""
+        suggester = self._suggestions_index()
+        scored = [(2.0, n) for n in suggester.by_lower.get(name.lower(), []) if n != name]
+        scored += suggester.suggest(name)
+        if name.startswith("-"):
+            parts = name[1:].split("_")
+            for i in range(1, len(parts) - 1):
+                prefix = "-" + "_".join(parts[:i]) + "_"
+                found = suggester.suggest("-" + "_".join(parts[i:]))
+                scored += [(s, prefix + n[1:]) for s, n in found]
+        scored.sort(key=lambda s: -s[0])
+        return list(dict.fromkeys(n for _, n in scored))[:MAX_SUGGESTIONS]
+
+    def _suggestions_index(self) -> _Suggester:
+        with self._lock:
+            if self._suggester is None:
+                candidates = self.known - set(self.removed)
+                self._suggester = _Suggester(candidates, self.defined)
+            return self._suggester
+
+
+def _names_outside_changelogs(store: Store, names: Iterable[str]) -> set[str]:
+    """Those of `names` (exact spelling) that some non-changelog document holds."""
+    names = list(names)
+    found: set[str] = set()
+    for at in range(0, len(names), _BATCH):
+        batch = [n.lower() for n in names[at : at + _BATCH]]
+        rows = store.conn.execute(
+            "SELECT DISTINCT s.symbol FROM symbols s JOIN chunks c ON c.rowid = s.chunk_rowid "
+            "JOIN documents d ON d.id = c.doc_id WHERE d.kind != 'changelog' "
+            f"AND s.lower IN ({','.join('?' * len(batch))})",
+            batch,
+        )
+        found.update(row[0] for row in rows)
+    return found
+
+
+_CACHE: dict[tuple, tuple[int, NameChecker]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def name_flags(store: Store, profile: Profile) -> Callable[[str], list[dict[str, Any]]]:
+    """The Assistant's `name_check`: a text's unknown and removed names as `Answer.flags`,
+    checked against the store's current generation."""
+
+    def check(text: str) -> list[dict[str, Any]]:
+        return [issue.as_flag() for issue in NameChecker.from_store(store, profile).check(text)]
+
+    return check
