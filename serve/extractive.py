@@ -291,9 +291,12 @@ def render_units(units: list[Unit], n: int | None = None) -> str:
     return "\n".join(lines) if all(line.startswith("- ") for line in lines) else "\n\n".join(lines)
 
 
-def _cite(text: str, n: int) -> str:
+def _cite(text: str, n: int | None) -> str:
     """The unit with its citation; a quoted `[0]` (an array index, a reference of the page)
-    is escaped so that it renders the same but is not taken for a citation."""
+    is escaped so that it renders the same but is not taken for a citation. No `n`: the
+    unit as it is (no citation to confuse it with)."""
+    if n is None:
+        return text
     pieces = _INLINE_CODE_RE.split(_SPACE_BEFORE_CITE_RE.sub("", text))
     quoted = "".join(
         piece if i % 2 else _BRACKETED_NUMBER_RE.sub(r"\\[\1\\]", piece)
