@@ -335,6 +335,16 @@ class Store:
         found = row.fetchone()
         return _document(found) if found else None
 
+    def documents(self, kinds: Collection[str], since: str = "") -> Iterator[Document]:
+        """Every document of `kinds` dated `since` or later (ISO dates compare as text),
+        oldest first; undated ones only when no `since` is given."""
+        sql = f"SELECT {_DOC_COLUMNS} FROM documents WHERE kind IN ({','.join('?' * len(kinds))})"
+        params: list[Any] = list(kinds)
+        if since:
+            sql += " AND date >= ?"
+            params.append(since)
+        yield from map(_document, self.conn.execute(sql + " ORDER BY date, id", params))
+
     def defining_documents(self, name: str, limit: int = 5) -> list[Document]:
         """Documents whose chunks define `name` (any case): its man page or definition first,
         man pages before other kinds (a man page is the reference a reader wants)."""

@@ -201,6 +201,42 @@ class RetrievalConfig:
 
 
 @dataclass
+class DocPatchConfig:
+    """`sciknow patch` and `sciknow gaps` (README, "Doc patches and the gaps report").
+
+    The GitLab token comes from `GITLAB_TOKEN` only, never from this file.
+    """
+
+    # Folders of the docs clone that hold the indexed pages (an indexed page `faq/index.md`
+    # is looked up under each, in order) and the only places a patch may touch.
+    roots: list[str] = field(default_factory=lambda: ["."])
+    faq_page: str = "faq/index.md"  # where a question no section fits becomes an entry
+    min_section_score: float = 0.45  # dense cosine at which a docs section fits a question
+    max_chars: int = 1500  # an assembled entry longer than this keeps the closest sentences
+    max_tokens: int = 768  # a generated section
+    max_files: int = 1
+    max_added_lines: int = 80
+    max_removed_lines: int = 40
+    review_threshold: int = 0  # more flags than this: "needs expert review"
+    gitlab_url: str = "https://gitlab.com"
+    project: str = "petsc/petsc"
+    target_branch: str = "main"
+    labels: list[str] = field(default_factory=lambda: ["docs", "sciknow-draft"])
+    review_label: str = "needs-expert-review"
+    branch_prefix: str = "sciknow/"
+    # The gaps report: a question is answered when an official passage reaches
+    # `answered_score`; questions join a cluster at `cluster_score` to its centroid.
+    answered_score: float = 0.6
+    cluster_score: float = 0.7
+
+    def __post_init__(self) -> None:
+        if not self.roots:
+            raise ConfigError("docpatch.roots must name at least one folder of the docs clone")
+        if self.max_files < 1 or self.max_added_lines < 1:
+            raise ConfigError("docpatch.max_files and docpatch.max_added_lines must be >= 1")
+
+
+@dataclass
 class Config:
     data_dir: str = ".sciknow"
     profile: Profile = field(default_factory=Profile)
@@ -209,6 +245,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
+    docpatch: DocPatchConfig = field(default_factory=DocPatchConfig)
 
     @property
     def data_path(self) -> Path:

@@ -1,0 +1,275 @@
+"""The gaps report: what people ask that the official docs answer weakly, clustered and ranked.
+
+Questions come from the unofficial threads of the index (mail, issues, chat: a thread's
+question is its subject plus its first question sentence, `sources.thread_question`), from
+the web chat's feedback store when it exists (down-voted answers and abstentions count
+double: someone was left without an answer) and from a JSONL file of questions (one
+`{"question": ...}` per line).
+
+1. Every question is embedded (one batch, the index's embedder) and searched over the
+   official docs and man pages; its best dense cosine says how well the docs answer it.
+   Questions at or above `docpatch.answered_score` are answered and leave the report.
+2. The rest are clustered greedily, weakest first: a question joins the first cluster
+   whose centroid it reaches with `docpatch.cluster_score`, else starts one.
+3. A gap's score is the sum over its questions of weight × (1 − best cosine): many
+   askers and poor docs both raise it. Each gap lists example questions, the best
+   official passage for its centroid and that passage's score, the threads that answer
+   it (maintainers' replies first), and a suggested target page (`locate.suggest`).
+
+Gaps are numbered by rank and saved to `<data_dir>/gaps.json`, so `sciknow patch --gap N`
+drafts the gap the last report showed as N.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sciknow.config import Config
+from sciknow.index.embed import Embedder
+from sciknow.index.store import Filters, Store
+from sciknow.serve.answer import ABSTAIN_TEXT
+from sciknow.serve.docpatch.locate import suggest
+from sciknow.serve.docpatch.sources import THREAD_KINDS, DraftError, thread_posts, thread_question
+from sciknow.serve.feedback import FILE_NAME, FeedbackStore
+from sciknow.serve.segment import segment
+
+REPORT_FILE = "gaps.json"
+REFERENCE = Filters(kinds=("doc", "manpage"), official=True)
+PAGES = Filters(kinds=("doc",), official=True)
+FAILED_WEIGHT = 2.0  # a down vote or an abstention: someone was left without an answer
+EXCERPT_CHARS = 240
+EXAMPLES = 3
+ANSWERS = 5
+
+
+@dataclass
+class Asked:
+    """One question someone asked, where, and who answered it."""
+
+    question: str
+    text: str  # what is embedded
+    origin: str  # mail | issue | chat | feedback | abstained | file
+    doc_id: str = ""
+    title: str = ""
+    uri: str = ""
+    date: str = ""
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    weight: float = 1.0
+    best: float = 0.0
+
+
+def thread_asks(store: Store, since: str) -> list[Asked]:
+    """One question per unofficial thread, with its replies (maintainers' first)."""
+    asks = []
+    for doc in store.documents(THREAD_KINDS, since):
+        posts = thread_posts(doc)
+        question = thread_question(doc, posts)
+        text = doc.title if question == doc.title else f"{doc.title}. {question}"
+        replies = [p for p in posts[1:] if p.author != posts[0].author and p.body.strip()]
+        answers = [
+            {
+                "title": doc.title,
+                "uri": p.url or doc.uri,
+                "author": p.author,
+                "maintainer": p.maintainer,
+                "excerpt": _excerpt(p.body),
+            }
+            for p in sorted(replies, key=lambda p: not p.maintainer)
+        ]
+        asks.append(
+            Asked(question, text, doc.kind, doc.id, doc.title, doc.uri, doc.date or "", answers)
+        )
+    return asks
+
+
+def _excerpt(body: str) -> str:
+    text = " ".join(u.text for u in segment(body) if u.kind != "code")
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
+
+
+def feedback_asks(data_dir: Path, since: str) -> list[Asked]:
+    """Down-voted answers and abstentions from the web chat's feedback store, if any."""
+    if not (Path(data_dir) / FILE_NAME).is_file():
+        return []
+    moment = datetime.fromisoformat(since) if since else None
+    asks = []
+    for row in FeedbackStore.in_data_dir(Path(data_dir)).rows(since=moment):
+        abstained = row["answer"].strip().startswith(ABSTAIN_TEXT[:40])
+        if row["vote"] != "down" and not abstained:
+            continue
+        origin = "abstained" if abstained else "feedback"
+        asks.append(
+            Asked(
+                row["question"], row["question"], origin, date=row["created"], weight=FAILED_WEIGHT
+            )
+        )
+    return asks
+
+
+def file_asks(path: Path) -> list[Asked]:
+    """Questions from a JSONL file (`{"question": ...}` per line; other keys are ignored)."""
+    asks = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            question = str(json.loads(line)["question"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DraftError(f"{path}:{number}: not a JSON object with a question") from None
+        asks.append(Asked(question, question, "file"))
+    return asks
+
+
+def _best_official(store: Store, vectors: np.ndarray, filters: Filters) -> list[tuple[int, float]]:
+    allowed = store.allowed_rowids(filters)
+    out = []
+    for vector in vectors:
+        hits = store.search_dense(vector, 1, allowed)
+        out.append(hits[0] if hits else (-1, 0.0))
+    return out
+
+
+def cluster(vectors: np.ndarray, order: list[int], threshold: float) -> list[list[int]]:
+    """Greedy clusters of the rows `order` lists: each joins the first centroid it reaches."""
+    members: list[list[int]] = []
+    sums = np.zeros((0, vectors.shape[1]), dtype=np.float32)
+    for i in order:
+        if len(members):
+            centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+            scores = centroids @ vectors[i]
+            best = int(np.argmax(scores))
+            if scores[best] >= threshold:
+                members[best].append(i)
+                sums[best] += vectors[i]
+                continue
+        members.append([i])
+        sums = np.vstack([sums, vectors[i][None, :]])
+    return members
+
+
+def gaps_report(
+    config: Config, store: Store, embedder: Embedder, since: str = "", questions: Path | None = None
+) -> dict[str, Any]:
+    """The ranked gaps (every one, numbered) and the figures of the run; saved for --gap."""
+    started = time.perf_counter()
+    asks = thread_asks(store, since) + feedback_asks(config.data_path, since)
+    asks += file_asks(questions) if questions else []
+    settings = config.docpatch
+    if not asks:
+        return _save(config, {"gaps": [], "questions": 0, "weak": 0, "seconds": 0.0})
+    vectors = embedder.embed([a.text for a in asks])
+    for ask, (_, score) in zip(asks, _best_official(store, vectors, REFERENCE), strict=True):
+        ask.best = score
+    weak = [i for i, a in enumerate(asks) if a.best < settings.answered_score]
+    weak.sort(key=lambda i: -asks[i].weight * (1 - asks[i].best))
+    groups = cluster(vectors, weak, settings.cluster_score)
+    gaps = [_gap(config, store, asks, vectors, g) for g in groups]
+    gaps.sort(key=lambda g: (-g["score"], -g["size"]))
+    for number, gap in enumerate(gaps, start=1):
+        gap["id"] = number
+    seconds = time.perf_counter() - started
+    return _save(
+        config,
+        {
+            "gaps": gaps,
+            "questions": len(asks),
+            "weak": len(weak),
+            "seconds": round(seconds, 2),
+            "since": since,
+        },
+    )
+
+
+def _gap(
+    config: Config, store: Store, asks: list[Asked], vectors: np.ndarray, group: list[int]
+) -> dict[str, Any]:
+    centroid = vectors[group].sum(axis=0)
+    centroid /= np.linalg.norm(centroid)
+    closeness = {i: float(vectors[i] @ centroid) for i in group}
+    ordered = sorted(group, key=lambda i: -closeness[i])
+    kinds = Counter(asks[i].origin for i in group)
+    reference = _passage(store, centroid, REFERENCE, config)
+    page = _passage(store, centroid, PAGES, config)
+    answers = [a for i in ordered for a in asks[i].answers]
+    answers.sort(key=lambda a: not a["maintainer"])
+    examples = list(dict.fromkeys(asks[i].question for i in ordered))[:EXAMPLES]
+    members = [_member(asks[i]) for i in ordered if asks[i].doc_id]
+    members.sort(key=lambda m: (not m["maintainer"], not m["answered"]))
+    why = [f"asked {len(group)} times ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})"]
+    if reference:
+        why.append(f"best official passage: {reference['title']} (cosine {reference['score']:.2f})")
+    return {
+        "id": 0,
+        "size": len(group),
+        "score": round(sum(asks[i].weight * (1 - asks[i].best) for i in group), 4),
+        "kinds": dict(kinds),
+        "questions": examples,
+        "best_official": reference,
+        "answers": answers[:ANSWERS],
+        "target": page["target"] if page else {},
+        "members": members,
+        "why": why,
+    }
+
+
+def _member(ask: Asked) -> dict[str, Any]:
+    return {
+        "doc_id": ask.doc_id,
+        "title": ask.title,
+        "uri": ask.uri,
+        "question": ask.question,
+        "kind": ask.origin,
+        "date": ask.date,
+        "answered": bool(ask.answers),
+        "maintainer": any(a["maintainer"] for a in ask.answers),
+    }
+
+
+def _passage(
+    store: Store, vector: np.ndarray, filters: Filters, config: Config
+) -> dict[str, Any] | None:
+    """The best passage for `vector` under `filters`, as the report shows it."""
+    ((rowid, score),) = _best_official(store, vector[None, :], filters)
+    if rowid < 0:
+        return None
+    evidence = store.evidence([rowid])[rowid]
+    evidence.scores = {"dense": score}
+    doc = store.document(evidence.doc_id)
+    out = {
+        "title": evidence.section or evidence.title,
+        "uri": evidence.uri,
+        "score": round(score, 4),
+        "doc_id": evidence.doc_id,
+    }
+    if doc is not None:
+        out["target"] = suggest(evidence, doc, config.docpatch)
+    return out
+
+
+def _save(config: Config, report: dict[str, Any]) -> dict[str, Any]:
+    """Write the report next to the index (atomically: a reader never sees half of it)."""
+    path = config.data_path / REPORT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    partial.replace(path)
+    return report
+
+
+def load_gap(config: Config, number: int) -> dict[str, Any]:
+    """Gap `number` of the last saved report."""
+    path = config.data_path / REPORT_FILE
+    if not path.is_file():
+        raise DraftError(f"no gaps report in {config.data_path}: run `sciknow gaps` first")
+    for gap in json.loads(path.read_text(encoding="utf-8"))["gaps"]:
+        if gap["id"] == number:
+            return gap
+    raise DraftError(f"the last gaps report ({path}) has no gap {number}")
