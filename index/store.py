@@ -357,6 +357,17 @@ class Store:
         )
         return [_document(r) for r in rows]
 
+    def documents_at(self, path: str, kind: str, limit: int = 10) -> list[Document]:
+        """Documents of `kind` read from the file `path` or from any file ending in `/path`
+        (`ex2.c` finds every tutorial of that name), shortest path first."""
+        tail = f"/{path}"
+        rows = self.conn.execute(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE kind = ? "
+            "AND (origin = ? OR substr(origin, -?) = ?) ORDER BY length(origin), origin LIMIT ?",
+            (kind, path, len(tail), tail, limit),
+        )
+        return [_document(r) for r in rows]
+
     def stats(self) -> dict[str, Any]:
         by_kind = dict(
             self.conn.execute(

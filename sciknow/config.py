@@ -142,6 +142,20 @@ class AnswerConfig:
     repetition_penalty: float = 1.1
 
 
+@dataclass
+class McpConfig:
+    """`sciknow mcp`: the `sciknow serve` it is a client of (README, "MCP server")."""
+
+    api_url: str = "http://127.0.0.1:8080"
+    timeout_s: float = 300.0  # for one API call (a generated answer with flags can be slow)
+
+    def __post_init__(self) -> None:
+        if not self.api_url.startswith(("http://", "https://")):
+            raise ConfigError(f"mcp.api_url = {self.api_url!r} must start with http(s)://")
+        if self.timeout_s <= 0:
+            raise ConfigError("mcp.timeout_s must be positive")
+
+
 RERANKERS = ("none", "cross-encoder", "llm")
 BACKENDS = ("transformers", "embedded", "vllm")
 DTYPES = ("auto", "bfloat16", "float32")
@@ -245,6 +259,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
+    mcp: McpConfig = field(default_factory=McpConfig)
     docpatch: DocPatchConfig = field(default_factory=DocPatchConfig)
 
     @property

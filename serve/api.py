@@ -22,6 +22,7 @@ from sciknow.index.store import Filters
 from sciknow.records import KINDS
 from sciknow.serve.answer import Assistant
 from sciknow.serve.feedback import Feedback, FeedbackStore, server_of
+from sciknow.serve.routes_tools import make_tools_router
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -126,12 +127,12 @@ def create_app(assistant: Assistant, feedback: FeedbackStore | None = None) -> F
             media_type="text/event-stream",
         )
 
-
     @app.post("/feedback", status_code=201)
     def feedback_vote(body: FeedbackRequest) -> dict[str, int]:
         entry = Feedback(**body.model_dump(exclude={"history"}), history=_turns(body.history))
         return {"id": votes.add(entry, server_of(assistant))}
 
+    app.include_router(make_tools_router(assistant))
     return app
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError, load_config
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
+from sciknow.ui.mcp_server import add_mcp_parser
 from sciknow.ui.patch import add_patch_parser
 from sciknow.ui.verify import add_verify_parser
 
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_attribute_parser(verbs)
     add_verify_parser(verbs)
     add_eval_parser(verbs)
+    add_mcp_parser(verbs)
     add_patch_parser(verbs)
     return parser
 
