@@ -37,7 +37,7 @@ from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Evidence
 from sciknow.serve.segment import Unit, segment
 
-WEIGHTS = {"dense": 1.0, "bm25": 0.3, "symbols": 0.2, "api": 0.15, "rank": 0.1}
+WEIGHTS = {"dense": 1.0, "bm25": 0.3, "symbols": 0.2, "api": 0.3, "rank": 0.1}
 MMR_LAMBDA = 0.75
 DUPLICATE_COSINE = 0.92
 MIN_SHARE_OF_BEST = 0.55  # stop when a unit scores below this share of the best
