@@ -1,4 +1,4 @@
-"""The `sciknow eval` verb: `sciknow eval retrieval --dataset FILE [options]`.
+"""The `sciknow eval` verb: `sciknow eval retrieval|answers --dataset FILE [options]`.
 
 Registered by `ui/cli.py` through `add_eval_parser`; heavy imports happen when
 the verb runs, so `sciknow --help` stays instant.
@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sciknow.config import BACKENDS, Config, ConfigError
+from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError
+
+if TYPE_CHECKING:
+    from sciknow.eval.judge import Judge
+    from sciknow.index.embed import Embedder
 
 DEFAULT_PIPELINES = ["baseline", "default"]
 
@@ -67,36 +72,139 @@ def run_retrieval(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def add_eval_parser(verbs: argparse._SubParsersAction) -> None:
-    """Register `sciknow eval retrieval` on the top-level verb parser."""
-    evaluate = verbs.add_parser("eval", help="evaluate retrieval against question sets")
-    kinds = evaluate.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
-    retrieval = kinds.add_parser(
-        "retrieval", help="recall@k, MRR, symbol recall@k and latency per pipeline"
+def run_answers(args: argparse.Namespace, config: Config) -> int:
+    """Answer, score and report; print the summary table and the files written."""
+    from sciknow.eval.answer_report import headline_table, write_answer_report
+    from sciknow.eval.answers import AnswerRequest, run
+    from sciknow.eval.retrieval import PipelineOptions, mode_name
+    from sciknow.index.factory import load_embedder
+
+    corpus = _corpus(args, config)
+    if not corpus.is_dir():
+        raise ConfigError(f"corpus {str(corpus)!r} is not a folder")
+    if not Path(args.dataset).is_file():
+        raise ConfigError(f"dataset {args.dataset!r} does not exist")
+    old = _earlier_report(args.compare)
+    exclude = args.exclude_path or []
+    cache = Path(args.cache) if args.cache else config.data_path / "eval"
+    mode = ("repo-" if args.repo else "") + mode_name(exclude)
+    request = AnswerRequest(
+        dataset=Path(args.dataset),
+        corpus=corpus,
+        pipelines=list(dict.fromkeys(args.pipeline or DEFAULT_PIPELINES)),
+        modes=list(dict.fromkeys(args.mode or ["auto"])),
+        out=Path(args.out) if args.out else cache / f"answers-{mode}",
+        exclude=exclude,
+        repo=args.repo or "",
+        cache=cache,
+        limit=args.limit,
+        backend=args.backend,
+        flags=args.flags,
+        options=PipelineOptions(cross_encoder=args.cross_encoder or "", backend=args.backend),
     )
-    retrieval.add_argument("--dataset", required=True, help="JSONL questions (faq_dev format)")
-    retrieval.add_argument(
+    embedder = load_embedder(config)
+    judge = _judge(args, config, embedder) if args.judge else None
+    try:
+        report = run(request, config, embedder, judge)
+    finally:
+        if judge is not None:
+            judge.close()
+    paths = write_answer_report(report, request.out, old)
+    print(headline_table(report))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _earlier_report(path: str | None) -> dict | None:
+    """The `--compare` report, read before anything runs so a wrong path fails fast."""
+    if not path:
+        return None
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"--compare {path!r} is not a readable answers report: {err}") from None
+
+
+def _judge(args: argparse.Namespace, config: Config, embedder: Embedder) -> Judge:
+    """The ragas judge of `--judge`, embedding with `--judge-embedder` or the index's model."""
+    from sciknow.eval.judge import Judge, JudgeSpec
+    from sciknow.index.embed import make_embedder
+
+    try:
+        spec = JudgeSpec.parse(args.judge)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.judge_embedder:
+        embedder = make_embedder(args.judge_embedder, config.models.threads)
+    return Judge(spec, embedder, timeout=args.judge_timeout)
+
+
+def _common(parser: argparse.ArgumentParser, pipelines: str) -> None:
+    """The options `eval retrieval` and `eval answers` share."""
+    parser.add_argument("--dataset", required=True, help="JSONL questions (faq_dev format)")
+    parser.add_argument(
         "--pipeline",
         action="append",
-        help="baseline, baseline-ce, dense, fusion, default, ce, llm (repeatable; "
-        "default: baseline and default)",
+        help=f"baseline, baseline-ce, dense, fusion, default, ce, llm (repeatable; {pipelines})",
     )
-    retrieval.add_argument(
+    parser.add_argument(
         "--exclude-path", action="append", metavar="PREFIX", help="leave pages out (faq/)"
     )
-    retrieval.add_argument("-k", type=_ks, default=[1, 4, 8], help="cut-offs (default 1,4,8)")
-    retrieval.add_argument("--out", help="report folder (default: DATA_DIR/eval/report-MODE)")
-    retrieval.add_argument("--corpus", help="docs folder (default: the config's docs source)")
-    retrieval.add_argument(
+    parser.add_argument("--corpus", help="docs folder (default: the config's docs source)")
+    parser.add_argument(
         "--repo",
         help="also index this git repository (folder or URL; man pages, examples, code) "
         "in sciknow's index; the baseline stays docs-only",
     )
-    retrieval.add_argument("--cache", help="index cache folder (default: DATA_DIR/eval)")
-    retrieval.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    parser.add_argument("--cache", help="index cache folder (default: DATA_DIR/eval)")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    parser.add_argument("--cross-encoder", help="local CrossEncoder folder (ce pipelines)")
+
+
+def add_eval_parser(verbs: argparse._SubParsersAction) -> None:
+    """Register `sciknow eval retrieval` and `sciknow eval answers` on the verb parser."""
+    evaluate = verbs.add_parser("eval", help="evaluate retrieval and answers on question sets")
+    kinds = evaluate.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
+    retrieval = kinds.add_parser(
+        "retrieval", help="recall@k, MRR, symbol recall@k and latency per pipeline"
+    )
+    _common(retrieval, "default: baseline and default")
+    retrieval.add_argument("-k", type=_ks, default=[1, 4, 8], help="cut-offs (default 1,4,8)")
+    retrieval.add_argument("--out", help="report folder (default: DATA_DIR/eval/report-MODE)")
     retrieval.add_argument(
         "--repeat", type=int, default=1, help="time each question N times, keep the fastest"
     )
-    retrieval.add_argument("--cross-encoder", help="local CrossEncoder folder (ce pipelines)")
     retrieval.add_argument("--backend", choices=BACKENDS, help="LLM for the `llm` pipeline")
     retrieval.set_defaults(run=run_retrieval)
+    answers = kinds.add_parser(
+        "answers",
+        help="answer quality per pipeline and answer mode: names, citations, loops, time; "
+        "ragas with a judge",
+    )
+    _common(answers, "default: baseline and default")
+    answers.add_argument(
+        "--mode",
+        action="append",
+        choices=ANSWER_MODES,
+        help="answer mode (repeatable: extractive and generative side by side; default: auto)",
+    )
+    answers.add_argument("--backend", choices=BACKENDS, help="answering model backend")
+    answers.add_argument(
+        "--judge", metavar="URL#MODEL", help="OpenAI-compatible judge: http://host:port/v1#model"
+    )
+    answers.add_argument(
+        "--judge-embedder",
+        metavar="SPEC",
+        help="embedder for the judged metrics (default: models.embedder; or openai:URL#MODEL)",
+    )
+    answers.add_argument(
+        "--judge-timeout", type=float, default=120.0, help="seconds per judge request"
+    )
+    answers.add_argument("--out", help="report folder (default: DATA_DIR/eval/answers-MODE)")
+    answers.add_argument("--compare", metavar="OLD.json", help="an earlier answers-*.json")
+    answers.add_argument(
+        "--flags", action="store_true", help="compute answer flags and score them against errors"
+    )
+    answers.set_defaults(run=run_answers)

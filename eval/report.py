@@ -9,8 +9,19 @@ from typing import Any
 COLUMNS_PER_K = ("R", "SymR")
 
 
-def _cell(value: float | None, digits: int = 2) -> str:
+def cell(value: float | None, digits: int = 2) -> str:
+    """A table cell: the number rounded, or an en dash when there is none."""
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _at(values: dict[Any, float | None], k: int) -> float | None:
@@ -32,11 +43,11 @@ def markdown_table(report: dict[str, Any]) -> str:
     for p in report["pipelines"]:
         row = (
             [p["name"]]
-            + [_cell(_at(p["recall"], k)) for k in ks]
-            + [_cell(p["mrr"])]
-            + [_cell(_at(p["symbol_recall"], k)) for k in ks]
-            + [_cell(p["ceiling"])]
-            + [_cell(p["latency_ms"]["p50"], 1), _cell(p["latency_ms"]["p95"], 1)]
+            + [cell(_at(p["recall"], k)) for k in ks]
+            + [cell(p["mrr"])]
+            + [cell(_at(p["symbol_recall"], k)) for k in ks]
+            + [cell(p["ceiling"])]
+            + [cell(p["latency_ms"]["p50"], 1), cell(p["latency_ms"]["p95"], 1)]
         )
         lines.append("| " + " | ".join(row) + " |")
     first = report["pipelines"][0] if report["pipelines"] else {}
@@ -51,11 +62,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def plot_curves(report: dict[str, Any], path: Path) -> None:
     """Recall@k (gold, when measured) and symbol recall@k per pipeline, k = 1..max."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     depth = max(report["ks"])
     ks = list(range(1, depth + 1))
     panels = [("symbol_recall", "symbol recall@k")]

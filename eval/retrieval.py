@@ -78,6 +78,7 @@ class Question:
     source_path: str = ""
     anchor: str = ""
     symbols: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)  # `answer_facts`: the reference, as claims
 
     @property
     def gold_path(self) -> str:
@@ -85,23 +86,34 @@ class Question:
         return self.source_path.removeprefix("doc/")
 
 
+def reference_answer(record: dict[str, Any]) -> str:
+    """The record's reference answer. A feedback export (`vote` present) holds the answers
+    people voted on: an upvoted one is a reference, any other is a question without one."""
+    if "vote" in record:
+        return str(record.get("answer", "")) if record["vote"] == "up" else ""
+    return str(record["answer"])
+
+
 def load_questions(path: str | Path, prefixes: list[str]) -> list[Question]:
-    """Read a JSONL question set; reference symbols come from `symbols` or the answer."""
+    """Read a JSONL question set (or a feedback export); reference symbols come from
+    `symbols` or the reference answer."""
     questions = []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            symbols = record.get("symbols") or find_symbols(record["answer"], prefixes)
+            answer = reference_answer(record)
+            symbols = record.get("symbols") or find_symbols(answer, prefixes)
             questions.append(
                 Question(
                     id=str(record.get("id", n)),
                     question=record["question"],
-                    answer=record["answer"],
+                    answer=answer,
                     source_path=record.get("source_path", ""),
                     anchor=record.get("anchor", ""),
                     symbols=list(symbols),
+                    facts=[str(f) for f in record.get("answer_facts") or []],
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError) as err:
@@ -250,12 +262,12 @@ def build_index(
     """Create or update the `index` ("baseline" or "sciknow") of `corpus` minus `exclude`.
 
     A new index is seeded with the embeddings of its siblings (`sciknow-*` for
-    `sciknow-repo-all`), so switching modes or adding the repository embeds only
-    new text.
+    `sciknow-repo-all`) and of the configured index, so switching modes or adding the
+    repository embeds only new text.
     """
     store = Store(cache / index_folder(index, exclude, repo))
     if store.generation() == 0:
-        seed_embeddings(store, sorted(cache.glob(f"{index}-*")))
+        seed_embeddings(store, [*sorted(cache.glob(f"{index}-*")), config.data_path])
     if index == "baseline":
         sources: list[Source] = [MarkdownChunkSource("baseline", corpus, config.profile, exclude)]
         chunker, skip = whole_chunker(), []

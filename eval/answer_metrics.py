@@ -1,0 +1,176 @@
+"""Answer metrics that need no judge: names, citations, loops, flags.
+
+- Symbol recall: the share of the reference answer's library names that the answer
+  contains as whole tokens (the retrieval metric's matching, `metrics.coverage`).
+- Symbol precision: of the library names the answer uses (`find_symbols`), the share
+  the reference uses too. Names that exist nowhere in the index are counted apart, as
+  invented, and removed ones too, by the product's own name check (`serve/names.py`).
+- Citation support: each `[n]` marker must point at a passage that was given and that
+  shares a library name with the cited text, or a sentence: one of the cited text's
+  sentences has at least `SHARED_TERMS` of its terms (`index.terms`, at least
+  `MIN_TERMS` of them) in the passage. The cited text is what stands between the marker
+  (or the run of adjacent markers it belongs to) and the previous marker or blank line.
+- Loops: the guard's own `LoopDetector`, fed the text word by word as it would stream.
+- Flags as an error detector: errors are the occurrences of invented names and of real
+  names that neither the reference nor any given passage uses; a flag of a doubting
+  type (`DOUBT_FLAGS`) catches an error when their character spans overlap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sciknow.eval.metrics import coverage, tokens
+from sciknow.index.terms import terms
+from sciknow.ingest.symbols import find_symbols
+from sciknow.serve.answer import text_pieces
+from sciknow.serve.citations import check_citations
+from sciknow.serve.guard import LoopDetector
+from sciknow.serve.names import NameChecker
+from sciknow.serve.segment import segment
+
+SHARED_TERMS = 0.6
+MIN_TERMS = 3
+DOUBT_FLAGS = ("uncertain_span", "unknown_name", "removed_name")
+_BLANK_LINE_RE = re.compile(r"\n\s*\n")
+
+
+def answer_recall(reference: Iterable[str], text: str) -> float | None:
+    """Share of the reference names found in the answer; None when the reference has none."""
+    return coverage(reference, tokens(text))
+
+
+def answer_precision(reference: Iterable[str], names: Sequence[str]) -> float | None:
+    """Share of the answer's names that the reference uses; None when the answer has none."""
+    if not names:
+        return None
+    wanted = set(reference)
+    return sum(name in wanted for name in names) / len(names)
+
+
+def name_issues(text: str, checker: NameChecker) -> tuple[list[str], list[str]]:
+    """The answer's invented names (in no document of the index) and removed names (only in
+    release notes that say they were removed), each once, by the product's name check."""
+    invented: dict[str, None] = {}
+    removed: dict[str, None] = {}
+    for issue in checker.check(text):
+        (removed if issue.reason == "removed-name" else invented).setdefault(issue.name, None)
+    return list(invented), list(removed)
+
+
+@dataclass
+class CitationCheck:
+    markers: int = 0  # every [n] outside code, those pointing at no passage included
+    supported: int = 0  # markers whose passage shares a name or a sentence with the text
+
+    @property
+    def rate(self) -> float | None:
+        return self.supported / self.markers if self.markers else None
+
+
+def citation_support(
+    text: str, passages: Mapping[int, str], prefixes: Sequence[str]
+) -> CitationCheck:
+    """Check each `[n]` of `text` against `passages` (number → passage text)."""
+    result = check_citations(text, max(passages, default=0))
+    spans = sorted((span, n) for n, found in result.spans.items() for span in found)
+    check = CitationCheck(markers=len(spans) + len(result.removed))
+    cited = ""
+    previous_end = 0
+    for (start, end), n in spans:
+        if result.text[previous_end:start].strip() or not cited:
+            cited = _cited_text(result.text, previous_end, start)
+        previous_end = end
+        if n in passages and supports(cited, passages[n], prefixes):
+            check.supported += 1
+    return check
+
+
+def _cited_text(text: str, previous_end: int, start: int) -> str:
+    """What a marker at `start` cites: back to the previous marker or blank line."""
+    before = text[previous_end:start]
+    breaks = list(_BLANK_LINE_RE.finditer(before.rstrip()))
+    return before[breaks[-1].end() :] if breaks else before
+
+
+def supports(cited: str, passage: str, prefixes: Sequence[str]) -> bool:
+    """The passage shares a library name with the cited text, or one of its sentences."""
+    if set(find_symbols(cited, prefixes)) & set(find_symbols(passage, prefixes)):
+        return True
+    passage_terms = set(terms(passage))
+    for unit in segment(cited):
+        wanted = set(terms(unit.text))
+        if len(wanted) >= MIN_TERMS and len(wanted & passage_terms) >= SHARED_TERMS * len(wanted):
+            return True
+    return False
+
+
+def loops(text: str) -> bool:
+    """Whether the guard's loop detector fires on `text` streamed word by word."""
+    detector = LoopDetector()
+    return any(detector.feed(piece) for piece in text_pieces(text))
+
+
+def name_spans(text: str, names: Iterable[str]) -> list[tuple[int, int]]:
+    """Character spans of every whole-token occurrence of `names` in `text`."""
+    spans = []
+    for name in set(names):
+        pattern = re.compile(rf"(?<![\w-]){re.escape(name)}(?!\w)")
+        spans += [m.span() for m in pattern.finditer(text)]
+    return sorted(spans)
+
+
+@dataclass
+class FlagCheck:
+    errors: int = 0  # error occurrences in the answer
+    caught: int = 0  # of those, inside a doubting flag
+    flags: int = 0  # doubting flags with a span
+    right: int = 0  # of those, overlapping an error
+
+    def add(self, other: FlagCheck) -> FlagCheck:
+        return FlagCheck(*(a + b for a, b in zip(self.counts(), other.counts(), strict=True)))
+
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.errors, self.caught, self.flags, self.right
+
+    @property
+    def recall(self) -> float | None:
+        return self.caught / self.errors if self.errors else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.right / self.flags if self.flags else None
+
+
+def flag_check(text: str, flags: Sequence[Mapping[str, Any]], errors: Iterable[str]) -> FlagCheck:
+    """How the doubting flags of one answer line up with its erroneous names."""
+    wrong = name_spans(text, errors)
+    marked = [
+        (int(f["start"]), int(f["end"]))
+        for f in flags
+        if f.get("type") in DOUBT_FLAGS and f.get("start") is not None and f.get("end") is not None
+    ]
+    return FlagCheck(
+        errors=len(wrong),
+        caught=sum(any(_overlap(e, f) for f in marked) for e in wrong),
+        flags=len(marked),
+        right=sum(any(_overlap(f, e) for e in wrong) for f in marked),
+    )
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def wrong_names(
+    names: Sequence[str], flagged: Sequence[str], reference: Iterable[str], passages: Iterable[str]
+) -> list[str]:
+    """The names the name check flagged (invented or removed), and real names that neither
+    the reference nor a given passage uses."""
+    seen = set(reference)
+    for passage in passages:
+        seen |= tokens(passage)
+    return list(dict.fromkeys([*flagged, *(n for n in names if n not in seen)]))
