@@ -240,7 +240,7 @@ class DocPatchConfig:
     branch_prefix: str = "sciknow/"
     # The gaps report: a question is answered when an official passage reaches
     # `answered_score`; questions join a cluster at `cluster_score` to its centroid.
-    answered_score: float = 0.6
+    answered_score: float = 0.7
     cluster_score: float = 0.7
 
     def __post_init__(self) -> None:

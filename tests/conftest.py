@@ -121,3 +121,12 @@ def extractive_config(docs_config):
     config = copy.deepcopy(docs_config)
     config.answer.mode = "extractive"
     return config
+
+
+@pytest.fixture(scope="session")
+def docpatch_config(tmp_path_factory, embedder):
+    """An index of docs pages, a mail archive and GitLab issues (tests/docpatch_data.py):
+    the doc-patch and gaps tests."""
+    from docpatch_data import build_index
+
+    return build_index(tmp_path_factory.mktemp("docpatch-index"), embedder)

@@ -43,7 +43,7 @@ def add_patch_parser(verbs: Any) -> None:
 
     gaps = verbs.add_parser("gaps", help="questions the official docs answer weakly, ranked")
     gaps.add_argument("--json", action="store_true", help="print the report as JSON")
-    gaps.add_argument("--since", type=_iso_date, default="", help="only threads from DATE on")
+    gaps.add_argument("--since", type=_iso_date, help="only threads from DATE on")
     gaps.add_argument("--top", type=int, default=10, help="how many gaps to show (default 10)")
     gaps.add_argument("--questions", type=Path, help="also a JSONL file of {'question': ...}")
     gaps.set_defaults(run=run_gaps)
@@ -122,7 +122,7 @@ def run_gaps(args: argparse.Namespace, config: Config) -> int:
     store = open_store(config)
     if store.generation() == 0:
         raise ConfigError(f"the index in {config.data_path} is empty: run `sciknow ingest` first")
-    report = gaps_report(config, store, load_embedder(config), args.since, args.questions)
+    report = gaps_report(config, store, load_embedder(config), args.since or "", args.questions)
     shown = report["gaps"][: args.top]
     if args.json:
         print(json.dumps({**report, "gaps": shown}, indent=2, ensure_ascii=False))

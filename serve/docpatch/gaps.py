@@ -37,7 +37,13 @@ from sciknow.index.embed import Embedder
 from sciknow.index.store import Filters, Store
 from sciknow.serve.answer import ABSTAIN_TEXT
 from sciknow.serve.docpatch.locate import suggest
-from sciknow.serve.docpatch.sources import THREAD_KINDS, DraftError, thread_posts, thread_question
+from sciknow.serve.docpatch.sources import (
+    THREAD_KINDS,
+    DraftError,
+    thread_posts,
+    thread_question,
+    thread_title,
+)
 from sciknow.serve.feedback import FILE_NAME, FeedbackStore
 from sciknow.serve.segment import segment
 
@@ -71,8 +77,8 @@ def thread_asks(store: Store, since: str) -> list[Asked]:
     asks = []
     for doc in store.documents(THREAD_KINDS, since):
         posts = thread_posts(doc)
-        question = thread_question(doc, posts)
-        text = doc.title if question == doc.title else f"{doc.title}. {question}"
+        question, title = thread_question(doc, posts), thread_title(doc)
+        text = title if question == title else f"{title}. {question}"
         replies = [p for p in posts[1:] if p.author != posts[0].author and p.body.strip()]
         answers = [
             {

@@ -23,7 +23,7 @@ from sciknow.serve.segment import segment
 
 THREAD_KINDS = ("mail", "issue", "chat")
 _ISSUE_PREFIX_RE = re.compile(r"^[#!]\d+\s+")
-MAX_QUESTION_CHARS = 200
+MIN_QUESTION_WORDS, MAX_QUESTION_WORDS = 5, 40  # shorter: "Any idea?"; longer: a story
 
 
 class DraftError(RuntimeError):
@@ -97,14 +97,20 @@ def thread_posts(doc: Document) -> list[Post]:
     return posts
 
 
+def thread_title(doc: Document) -> str:
+    """The subject, without an issue's `#12` or a merge request's `!12`."""
+    return _ISSUE_PREFIX_RE.sub("", doc.title).strip()
+
+
 def thread_question(doc: Document, posts: list[Post]) -> str:
-    """The subject when it asks a question, else the first post's first short question."""
-    title = _ISSUE_PREFIX_RE.sub("", doc.title).strip()
+    """The subject when it asks a question, else the first post's first question of a
+    readable length, else the subject."""
+    title = thread_title(doc)
     if title.endswith("?"):
         return title
     for unit in segment(posts[0].body) if posts else []:
         question = unit.kind == "sentence" and unit.text.endswith("?")
-        if question and len(unit.text) <= MAX_QUESTION_CHARS:
+        if question and MIN_QUESTION_WORDS <= len(unit.text.split()) <= MAX_QUESTION_WORDS:
             return unit.text
     return title
 

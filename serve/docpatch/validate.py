@@ -239,7 +239,7 @@ def link_problems(
     text = _without_code(edit.new_text)
     page_dir = posixpath.dirname(edit.path)
     for url in [m.group(1) for m in _LINK_RE.finditer(text)] + _AUTOLINK_RE.findall(text):
-        problem = _link_problem(url, repo, base, page_dir, edit.after, known_text)
+        problem = _link_problem(url, repo, base, page_dir, edit, known_text)
         if problem:
             problems.append(f"{edit.path}: link {url!r} {problem}")
     roles = [
@@ -257,7 +257,7 @@ def link_problems(
 
 
 def _without_code(text: str) -> str:
-    return re.sub(r"```.*?```|~~~.*?~~~|`[^`\n]+`(?<!\}`)", "", text, flags=re.DOTALL)
+    return re.sub(r"```.*?```|~~~.*?~~~|(?<!\})`[^`\n]+`", "", text, flags=re.DOTALL)
 
 
 def _role_target(text: str, start: int) -> str:
@@ -266,14 +266,18 @@ def _role_target(text: str, start: int) -> str:
     return (explicit.group(1) if explicit else content).strip().lstrip("~!")
 
 
-def _link_problem(url: str, repo: DocsRepo, base: str, page_dir: str, page: str, known: str) -> str:
+def _link_problem(
+    url: str, repo: DocsRepo, base: str, page_dir: str, edit: Edit, known: str
+) -> str:
+    """Web links must come from the evidence or the page as it was; others must resolve."""
     if url.startswith("mailto:"):
         return "is an e-mail link"
     if re.match(r"^[a-z][a-z0-9+.-]*:", url):
-        return "" if url in known or url in page else "appears in none of the evidence"
+        return "" if url in known or url in edit.before else "appears in none of the evidence"
     target, _, anchor = url.partition("#")
     if not target:
-        return "" if _anchor_on_page(page, anchor) else "names no heading or label on the page"
+        found = _anchor_on_page(edit.after, anchor)
+        return "" if found else "names no heading or label on the page"
     path = posixpath.normpath(posixpath.join(page_dir, target))
     return "" if repo.mode(base, path) else "names no file of the docs"
 
@@ -296,7 +300,7 @@ def _tree_labels(repo: DocsRepo, base: str, roots: Sequence[str]) -> set[str]:
 
 def _tree_pages(repo: DocsRepo, base: str, roots: Sequence[str]) -> Iterable[str]:
     for root in roots:
-        listing = repo.git("ls-tree", "-r", "--name-only", base, "--", root if root != "." else "")
+        listing = repo.git("ls-tree", "-r", "--name-only", base, "--", root)
         yield from (p for p in listing.splitlines() if p.endswith(".md"))
 
 
