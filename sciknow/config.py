@@ -215,6 +215,34 @@ class RetrievalConfig:
 
 
 @dataclass
+class DiscordConfig:
+    """`sciknow discord`, a client of `sciknow serve` at `api_url` (README, "Discord bot").
+
+    The bot token comes from `DISCORD_TOKEN` only, never from this file; the API token
+    from `SCIKNOW_API_TOKEN`.
+    """
+
+    api_url: str = "http://127.0.0.1:8080"
+    # Channel IDs or names where the bot answers (their threads too); empty = nowhere.
+    channels: list[str] = field(default_factory=list)
+    allow_dm: bool = False
+    auto_forum: bool = False  # answer new posts in listed forum channels without a mention
+    flags: bool = False  # underline uncertain spans and unknown names, with a legend
+    maintainer_role: str = ""  # role ID or name: pinged by "Ask a maintainer", may /patch
+    per_user_per_minute: int = 4
+    timeout_s: float = 180.0  # for one answer, from the question to the last token
+    stream_edit_s: float = 1.5  # show a growing draft after this long, edited this often
+
+    def __post_init__(self) -> None:
+        if not self.api_url.startswith(("http://", "https://")):
+            raise ConfigError(f"discord.api_url = {self.api_url!r} must start with http(s)://")
+        if self.per_user_per_minute < 1:
+            raise ConfigError("discord.per_user_per_minute must be at least 1")
+        if self.timeout_s <= 0 or self.stream_edit_s <= 0:
+            raise ConfigError("discord.timeout_s and discord.stream_edit_s must be positive")
+
+
+@dataclass
 class DocPatchConfig:
     """`sciknow patch` and `sciknow gaps` (README, "Doc patches and the gaps report").
 
@@ -260,6 +288,7 @@ class Config:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
     mcp: McpConfig = field(default_factory=McpConfig)
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
     docpatch: DocPatchConfig = field(default_factory=DocPatchConfig)
 
     @property

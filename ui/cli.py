@@ -18,6 +18,7 @@ from typing import Any
 from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError, load_config
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
+from sciknow.ui.discord_bot import add_discord_parser
 from sciknow.ui.mcp_server import add_mcp_parser
 from sciknow.ui.patch import add_patch_parser
 from sciknow.ui.verify import add_verify_parser
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.set_defaults(run=_stats)
 
     add_attribute_parser(verbs)
+    add_discord_parser(verbs)
     add_verify_parser(verbs)
     add_eval_parser(verbs)
     add_mcp_parser(verbs)

@@ -1,0 +1,126 @@
+"""An async client of `sciknow serve`'s HTTP API for front ends that run elsewhere.
+
+The Discord bot talks to the engine only through this: `/ask` as server-sent events,
+`/feedback`, `/health`, and `/patch` when the server offers it. Every failure (server
+down, slow, refusing the token, busy, a malformed stream) becomes one `ApiError` whose
+message is short enough for a log line; callers decide what a user sees.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+TOKEN_ENV = "SCIKNOW_API_TOKEN"
+MAX_QUESTION_CHARS = 2000  # the API's limit (serve/api.py, AskRequest)
+MAX_FLAGS = 500  # the API's limit on flags in a feedback row
+
+
+class ApiError(Exception):
+    """The API could not answer; `retry_after` is set when it said it is busy (429)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """(event, data) pairs from the lines of a server-sent-event stream of JSON data."""
+    event, data = "message", []
+    async for line in lines:
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif not line and data:
+            yield event, _decode("\n".join(data))
+            event, data = "message", []
+    if data:
+        yield event, _decode("\n".join(data))
+
+
+def _decode(data: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as err:
+        raise ApiError(f"malformed event data from the API: {err}") from None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+async def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    await response.aread()
+    if response.status_code == 401:
+        raise ApiError(f"the API refused the request (401): set {TOKEN_ENV} to its token")
+    if response.status_code == 429:
+        retry = response.headers.get("retry-after", "")
+        seconds = float(retry) if retry.replace(".", "", 1).isdigit() else 30.0
+        raise ApiError("the API is busy (429)", retry_after=seconds)
+    raise ApiError(f"HTTP {response.status_code} from {response.url.path}: {response.text[:300]}")
+
+
+class ApiClient:
+    """One keep-alive connection pool to `base_url`; `token` is sent as a bearer token."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 180.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as err:
+            raise ApiError(
+                f"{type(err).__name__} on {method} {self.base_url}{path}: {err}"
+            ) from None
+        await _raise_for_status(response)
+        return response
+
+    async def health(self) -> dict[str, Any]:
+        return (await self._request("GET", "/health")).json()
+
+    async def paths(self) -> set[str]:
+        """The API's paths, from its OpenAPI schema (what this server offers)."""
+        return set((await self._request("GET", "/openapi.json")).json().get("paths", {}))
+
+    async def ask(
+        self, question: str, history: list[dict[str, str]], flags: bool = False
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The `/ask` stream: `token`, `reset`, `answer`, `error` and `done` events."""
+        body = {
+            "question": question[:MAX_QUESTION_CHARS],
+            "history": history,
+            "flags": flags,
+            "stream": True,
+        }
+        try:
+            async with self._http.stream("POST", "/ask", json=body) as response:
+                await _raise_for_status(response)
+                async for event in sse_events(response.aiter_lines()):
+                    yield event
+        except httpx.HTTPError as err:
+            raise ApiError(f"{type(err).__name__} on POST {self.base_url}/ask: {err}") from None
+
+    async def feedback(self, record: dict[str, Any]) -> int:
+        """Store a vote (`POST /feedback`); returns the row id."""
+        record = {**record, "flags": record.get("flags", [])[:MAX_FLAGS]}
+        return int((await self._request("POST", "/feedback", json=record)).json()["id"])
+
+    async def draft_patch(self, exchange: dict[str, Any]) -> dict[str, Any] | None:
+        """A documentation patch drafted from a conversation (`POST /patch` with the
+        question, answer and history), or None when this server offers no `/patch`."""
+        if "/patch" not in await self.paths():
+            return None
+        return (await self._request("POST", "/patch", json=exchange)).json()
