@@ -5,9 +5,10 @@
 Starts `sciknow serve` over the index (extractive answers: nothing loads a model) and
 `sciknow mcp` over stdio as an agent would, then times, per FAQ question, `search` (k = 8)
 and `lookup` of each library name the question uses, through the SDK's `ClientSession`
-and in this process (`HybridRetriever.search`, `routes_tools.lookup`). The MCP path adds
-JSON-RPC over pipes, the MCP server, HTTP to the API and JSON both ways; the target is a
-p95 of that overhead (per call: MCP minus in-process) under 100 ms.
+and in this process (`HybridRetriever.search`, `routes_tools.lookup`), one right after the
+other so both see the same load. The MCP path adds JSON-RPC over pipes, the MCP server,
+HTTP to the API and JSON both ways; the target is a p95 of that overhead (per call: MCP
+minus in-process) under 100 ms.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def timed(call: Callable[[], Any], repeat: int) -> float:
+def fastest_ms(call: Callable[[], Any], repeat: int) -> float:
     """The fastest of `repeat` runs, in ms (the machine is shared)."""
     best = float("inf")
     for _ in range(repeat):
@@ -50,18 +51,13 @@ def timed(call: Callable[[], Any], repeat: int) -> float:
     return best
 
 
-def in_process(config: Any, questions: list[str], names: list[str], repeat: int) -> dict:
+async def measure(
+    config: Any, api_url: str, questions: list[str], names: list[str], repeat: int
+) -> dict[str, dict[str, list[float]]]:
+    """Per call, the in-process time and the MCP round trip, taken one after the other so
+    that both see the same load."""
     retriever = build_retriever(config)
     store, profile = retriever.store, config.profile
-    retriever.search("warm up: what is KSP?", 8)
-    lookup(store, profile, "KSPSolve")
-    return {
-        "search": [timed(lambda q=q: retriever.search(q, 8), repeat) for q in questions],
-        "lookup": [timed(lambda n=n: lookup(store, profile, n), repeat) for n in names],
-    }
-
-
-async def over_mcp(api_url: str, questions: list[str], names: list[str], repeat: int) -> dict:
     env = {**os.environ, "SCIKNOW_MCP__API_URL": api_url}
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "sciknow.ui.cli", "mcp"], env=env
@@ -69,7 +65,7 @@ async def over_mcp(api_url: str, questions: list[str], names: list[str], repeat:
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
 
-        async def one(tool: str, arguments: dict[str, Any]) -> float:
+        async def round_trip(tool: str, arguments: dict[str, Any]) -> float:
             best = float("inf")
             for _ in range(repeat):
                 started = time.perf_counter()
@@ -78,12 +74,25 @@ async def over_mcp(api_url: str, questions: list[str], names: list[str], repeat:
                 assert not result.is_error, result.content[0].text
             return best
 
-        await one("search", {"query": "warm up: what is KSP?"})
-        await one("lookup", {"name": "KSPSolve"})
-        return {
-            "search": [await one("search", {"query": q, "k": 8}) for q in questions],
-            "lookup": [await one("lookup", {"name": n}) for n in names],
+        calls = {
+            "search": [
+                (lambda q=q: retriever.search(q, 8), "search", {"query": q, "k": 8})
+                for q in questions
+            ],
+            "lookup": [
+                (lambda n=n: lookup(store, profile, n), "lookup", {"name": n}) for n in names
+            ],
         }
+        for local, tool, arguments in (calls["search"][0], calls["lookup"][0]):  # warm up
+            local()
+            await round_trip(tool, arguments)
+        times: dict[str, dict[str, list[float]]] = {}
+        for kind, rows in calls.items():
+            times[kind] = {"local": [], "mcp": []}
+            for local, tool, arguments in rows:
+                times[kind]["local"].append(fastest_ms(local, repeat))
+                times[kind]["mcp"].append(await round_trip(tool, arguments))
+        return times
 
 
 def summary(local: list[float], remote: list[float]) -> dict[str, float]:
@@ -134,18 +143,16 @@ def main() -> None:
     questions = [row["question"] for row in rows]
     prefixes = config.profile.symbol_prefixes
     names = list(dict.fromkeys(n for q in questions for n in find_symbols(q, prefixes)))
-    local = in_process(config, questions, names, args.repeat)
     server, url = start_serve(str(config.data_path))
     try:
-        remote = asyncio.run(over_mcp(url, questions, names, args.repeat))
+        times = asyncio.run(measure(config, url, questions, names, args.repeat))
     finally:
         server.terminate()
         server.wait(timeout=30)
     results = {
         "data_dir": str(config.data_path),
         "repeat": args.repeat,
-        "search": summary(local["search"], remote["search"]),
-        "lookup": summary(local["lookup"], remote["lookup"]),
+        **{kind: summary(t["local"], t["mcp"]) for kind, t in times.items()},
     }
     print(json.dumps(results, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

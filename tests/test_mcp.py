@@ -386,6 +386,8 @@ async def exercise(session: ClientSession) -> None:
     }  # fmt: skip
     misspelled = await call(session, "lookup", name="KSPSetTolerence")
     assert not misspelled["found"] and misspelled["suggestions"][0] == "KSPSetTolerances"
+    renamed = await call(session, "lookup", name="KSPSetTol")
+    assert (renamed["reason"], renamed["suggestions"]) == ("removed-name", ["KSPSetTolerances"])
 
     answer = await call(session, "ask", question="How do I set the relative tolerance for KSP?")
     assert not answer["abstained"] and "[1]" in answer["text"]
