@@ -102,9 +102,9 @@ async def check(settings: DiscordConfig) -> int:
         )
         if health.get("status") != "ok":
             problems.append(f"the API's index is not ready ({health.get('status')})")
-        for path, use in (("/feedback", "votes"), ("/patch", "/patch")):
+        for path, effect in (("/feedback", "votes cannot be stored"), ("/patch", "/patch is off")):
             if path not in paths:
-                print(f"note: the API has no {path}: {use} will say it is not available")
+                print(f"note: the API has no {path}: {effect}")
     except ApiError as err:
         problems.append(f"API {settings.api_url}: {err}")
     finally:

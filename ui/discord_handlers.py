@@ -71,12 +71,13 @@ STALE_VOTE = (
 
 def bot_intents(settings: DiscordConfig) -> discord.Intents:
     """The least the bot needs: guild messages with their content (a privileged intent to
-    enable in the Developer Portal), and direct messages only when it answers them."""
+    enable in the Developer Portal) and direct messages (answered with `allow_dm`, else
+    told politely where to ask)."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True
     intents.message_content = True
-    intents.dm_messages = settings.allow_dm
+    intents.dm_messages = True
     return intents
 
 
@@ -120,7 +121,7 @@ class Exchange:
             "flags": self.answer.get("flags", []),
             "vote": vote,
             "client": self.client,
-            "settings": {"flags": flags, "abstained": self.answer.get("abstained", False)},
+            "settings": {"flags": flags},
         }
 
 
@@ -208,7 +209,7 @@ class VoteButton(
 
 
 class MaintainerButton(discord.ui.DynamicItem[discord.ui.Button], template=r"sciknow:maintainer"):
-    """ "Ask a maintainer": pings the maintainer role in the thread."""
+    """The "Ask a maintainer" button: pings the maintainer role in the thread."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -301,6 +302,7 @@ class SciknowBot(discord.Client):
         if not self.allowed(channel):
             return None
         mentioned = self.user is not None and self.user.id in {u.id for u in message.mentions}
+        mentioned |= message.guild.self_role in message.role_mentions  # the bot's own role
         if isinstance(channel, discord.Thread):
             others = message.mentions or message.role_mentions
             mine = self.user is not None and channel.owner_id == self.user.id
@@ -422,6 +424,8 @@ class SciknowBot(discord.Client):
         except (ApiError, TimeoutError) as err:
             log.warning("no answer for a %s question: %s", client, err or "timed out")
             await draft.notice(_failure_notice(err))
+        except discord.HTTPException as err:  # e.g. no permission to post there
+            log.warning("could not post an answer in %s: %s", channel, err)
         finally:
             await _react(asked, add=False, me=self.user)
 
