@@ -325,8 +325,8 @@ class SciknowBot(discord.Client):
             return
         if route == "channel":
             thread = await self._open_thread(message, question)
-            target = thread or message.channel
-            await self.answer(target, question, [], "discord:thread", message)
+            client = "discord:thread" if thread else "discord:channel"
+            await self.answer(thread or message.channel, question, [], client, message)
             return
         history = await self.conversation(message.channel, before=message)
         client = "discord:dm" if route == "dm" else "discord:thread"
@@ -506,7 +506,8 @@ class SciknowBot(discord.Client):
             await self.answer(echo.channel, question, history, client, echo)
             return
         thread = await self._open_thread(echo, question)
-        await self.answer(thread or echo.channel, question, [], "discord:thread", echo)
+        client = "discord:thread" if thread else "discord:channel"
+        await self.answer(thread or echo.channel, question, [], client, echo)
 
     async def on_patch(self, interaction: discord.Interaction) -> None:
         """`/patch`: maintainers draft a documentation patch from the current thread."""
