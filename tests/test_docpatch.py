@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from docpatch_data import git, make_repo
 
 from sciknow.ingest.markdown import scan_markdown
-from sciknow.serve.backends.base import GenToken
+from sciknow.serve.backends.base import GenToken, ScoredSequence
 from sciknow.serve.docpatch import sources
 from sciknow.serve.docpatch.draft import commit_draft, make_draft, write_outputs
 from sciknow.serve.docpatch.gitops import DocsRepo, GitError
@@ -67,6 +68,33 @@ class ScriptedEditor:
 
     def score(self, sequences, top_k=0):
         raise NotImplementedError
+
+
+class UniformEditor(ScriptedEditor):
+    """A four-token model that finds every token equally likely (p = 1/4 from both sides):
+    every word it writes is uncertain."""
+
+    vocab_size = max_top_k = 4
+
+    def generate(self, messages, **options):
+        self.messages.append(messages)
+        pieces = re.split(r"(?<=\s)", self.reply)
+        return iter([GenToken(p, i % 4, math.log(0.25)) for i, p in enumerate(pieces)])
+
+    def chat_tokens(self, messages):
+        return [0, 1, 2, 3]
+
+    def score(self, sequences, top_k=0):
+        quarter = math.log(0.25)
+        return [
+            ScoredSequence(
+                list(ids),
+                [None] + [quarter] * (len(ids) - 1),
+                [[]] + [[(v, quarter) for v in range(min(top_k, 4))]] * (len(ids) - 1),
+                [None] + [math.log(4)] * (len(ids) - 1),
+            )
+            for ids in sequences
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -312,6 +340,14 @@ def test_generated_section_replaces_only_the_section_and_keeps_its_heading(
     user = backend.messages[0][-1]["content"]
     assert '<passage n="1"' in user and "Hi Alice" in user
     assert "## Convergence tests" not in user and "### Multigrid" in user
+
+
+def test_uncertain_generated_spans_need_expert_review(docpatch_config, retriever, repo):
+    knowledge = sources.from_thread(retriever.store, thread_id(retriever, MG_THREAD))
+    draft = make_draft(docpatch_config, repo, knowledge, retriever, UniformEditor(REVISED))
+    assert draft.needs_review
+    assert draft.flags and {f["type"] for f in draft.flags} == {"uncertain_span"}
+    assert "p ≤ 0.25 given both sides" in draft.flags[0]["reason"]
 
 
 @pytest.mark.parametrize(
