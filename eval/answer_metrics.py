@@ -30,7 +30,7 @@ from sciknow.serve.answer import text_pieces
 from sciknow.serve.citations import check_citations
 from sciknow.serve.guard import LoopDetector
 from sciknow.serve.names import NameChecker
-from sciknow.serve.segment import segment
+from sciknow.serve.segment import split_sentences
 
 SHARED_TERMS = 0.6
 MIN_TERMS = 3
@@ -101,8 +101,8 @@ def supports(cited: str, passage: str, prefixes: Sequence[str]) -> bool:
     if set(find_symbols(cited, prefixes)) & set(find_symbols(passage, prefixes)):
         return True
     passage_terms = set(terms(passage))
-    for unit in segment(cited):
-        wanted = set(terms(unit.text))
+    for sentence in split_sentences(cited):
+        wanted = set(terms(sentence))
         if len(wanted) >= MIN_TERMS and len(wanted & passage_terms) >= SHARED_TERMS * len(wanted):
             return True
     return False

@@ -1,0 +1,210 @@
+"""Judge-free answer metrics, judge value checks and run summaries on hand-computed cases."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from sciknow.eval.answer_metrics import (
+    FlagCheck,
+    answer_precision,
+    answer_recall,
+    citation_support,
+    flag_check,
+    loops,
+    name_issues,
+    name_spans,
+    supports,
+    wrong_names,
+)
+from sciknow.eval.answers import RunSpec, judged_summary, summarize
+from sciknow.eval.judge import JudgeSpec, Sample, checked
+from sciknow.eval.retrieval import load_questions
+from sciknow.serve.names import NameChecker
+
+PREFIXES = ["KSP", "PC", "Mat", "Vec"]
+PASSAGES = {
+    1: "KSPSetTolerances sets the relative tolerance.",
+    2: "Installation needs a C compiler and MPI.",
+}
+
+
+def test_symbol_recall_counts_whole_names_only():
+    reference = ["KSPSetTolerances", "-ksp_rtol", "KSPSolve"]
+    text = "Call KSPSetTolerances or pass -ksp_rtol; KSPSolveTranspose is another thing."
+    assert answer_recall(reference, text) == pytest.approx(2 / 3)  # not KSPSolve
+    assert answer_recall([], text) is None
+    assert answer_recall(["-ksp_monitor"], "use -ksp_monitor_true_residual") == 0.0
+
+
+def test_symbol_precision_is_share_of_the_answers_names():
+    names = ["KSPSetTolerances", "KSPGMRESSetRestart", "-ksp_rtol", "PCSetType"]
+    assert answer_precision(["KSPSetTolerances", "-ksp_rtol", "MatAXPY"], names) == 0.5
+    assert answer_precision(["KSPSetTolerances"], []) is None
+
+
+def test_invented_and_removed_names_come_from_the_name_check():
+    checker = NameChecker(
+        ["KSPSetTolerances", "KSPSolve", "KSPNewThing"],
+        PREFIXES,
+        removed={"KSPOldThing": ["KSPNewThing"]},
+    )
+    text = "Use KSPSetTolerence and KSPOldThing, then KSPSolve; KSPSetTolerence again."
+    assert name_issues(text, checker) == (["KSPSetTolerence"], ["KSPOldThing"])
+    assert name_issues("KSPSolve only", checker) == ([], [])
+
+
+def test_citation_support_hand_computed():
+    text = (
+        "Set the tolerance with KSPSetTolerances [1]. "  # shares a name with passage 1
+        "You need a compiler and MPI for the installation [2]. "  # 3 of 4 terms in passage 2
+        "The moon is made of cheese [1][3]. "  # [1] shares nothing; [3] was never given
+        "Index with `x[1]`."  # inside code: not a citation
+    )
+    check = citation_support(text, PASSAGES, PREFIXES)
+    assert (check.markers, check.supported) == (4, 2)
+    assert check.rate == 0.5
+
+
+def test_adjacent_markers_share_the_cited_text_and_blank_lines_end_it():
+    check = citation_support("MatCreateAIJ and KSPSetTolerances [2][1]", PASSAGES, PREFIXES)
+    assert (check.markers, check.supported) == (2, 1)
+    text = "KSPSetTolerances here.\n\nUnrelated words about cheese and moon [1]"
+    assert citation_support(text, PASSAGES, PREFIXES).supported == 0
+    assert citation_support("No markers at all.", PASSAGES, PREFIXES).rate is None
+
+
+def test_a_shared_sentence_needs_enough_terms():
+    assert supports("compiler and MPI", PASSAGES[2], PREFIXES) is False  # two terms only
+    assert supports("a C compiler and MPI for installation", PASSAGES[2], PREFIXES) is True
+
+
+def test_loops_use_the_guards_detector():
+    assert loops("The answer to your question is: " * 5)
+    assert loops("Here is one line.\n" * 3 + "end")
+    assert not loops("Set the tolerances with KSPSetTolerances [1]. Then call KSPSolve [2].")
+
+
+def test_flags_against_errors_hand_computed():
+    text = "Call KSPSetTolerence then PCSetType [1], and KSPSetTolerence later."
+    assert name_spans(text, ["KSPSetTolerence"]) == [(5, 20), (45, 60)]
+    flags = [
+        {"type": "unknown_name", "start": 5, "end": 20},  # on the first error
+        {"type": "uncertain_span", "start": 26, "end": 35},  # PCSetType: no error there
+        {"type": "support", "start": 0, "end": 60},  # not a doubting flag
+        {"type": "skipped", "reason": "no spans"},
+    ]
+    check = flag_check(text, flags, ["KSPSetTolerence"])
+    assert check.counts() == (2, 1, 2, 1)
+    assert (check.recall, check.precision) == (0.5, 0.5)
+    assert FlagCheck().recall is None and FlagCheck().precision is None
+    assert check.add(check).counts() == (4, 2, 4, 2)
+
+
+def test_wrong_names_are_flagged_or_unsupported():
+    names = ["KSPSolve", "PCSetType", "KSPSetTolerence"]
+    assert wrong_names(names, ["KSPSetTolerence"], ["KSPSolve"], ["Use PCSetType."]) == [
+        "KSPSetTolerence"
+    ]
+    assert wrong_names(names, ["KSPSetTolerence"], ["KSPSolve"], []) == [
+        "KSPSetTolerence",
+        "PCSetType",
+    ]
+
+
+def test_judged_values_are_bounded_or_missing():
+    assert checked("faithfulness", 0.5) == 0.5
+    assert checked("faithfulness", 1) == 1.0
+    assert checked("faithfulness", 1.2) is None
+    assert checked("faithfulness", -0.2) is None
+    assert checked("faithfulness", math.nan) is None
+    assert checked("faithfulness", "garbage") is None
+    assert checked("faithfulness", None) is None
+    assert checked("answer_relevancy", -0.2) == 0.0  # a mean cosine below 0: unrelated
+
+
+def test_judge_spec_and_which_metrics_apply():
+    spec = JudgeSpec.parse("http://127.0.0.1:8000/v1/#Qwen/Qwen2.5-7B-Instruct")
+    assert (spec.url, spec.model) == ("http://127.0.0.1:8000/v1", "Qwen/Qwen2.5-7B-Instruct")
+    for bad in ("http://host/v1", "host:8000/v1#m"):
+        with pytest.raises(ValueError):
+            JudgeSpec.parse(bad)
+    full = Sample("q", "a", ["ctx"], reference="ref")
+    assert full.wanted() == [
+        "faithfulness",
+        "answer_relevancy",
+        "context_precision",
+        "context_recall",
+        "answer_correctness",
+        "answer_accuracy",
+    ]
+    assert Sample("q", "a", ["ctx"]).wanted() == ["faithfulness", "answer_relevancy"]
+    abstained = Sample("q", "I don't know", ["ctx"], reference="ref", abstained=True)
+    assert abstained.wanted() == ["context_precision", "context_recall"]
+
+
+def _row(recall, cited, loop, ms, abstained=False, judged=None, invented=()):
+    metrics = {
+        "symbol_recall": recall,
+        "symbol_precision": None,
+        "invented": list(invented),
+        "removed": [],
+        "citations": 2 if cited is not None else 0,
+        "supported_citations": (2 if cited else 0) if cited is not None else 0,
+        "cited": cited,
+        "loop": loop,
+        "fallback": False,
+        "gen_symbol_recall": recall,
+        "gen_cited": cited,
+        "gen_loop": loop,
+        "gen_invented": [],
+        "chars": 10,
+        "words": 2,
+        "ttft_ms": ms / 2,
+        "tokens_per_s": None,
+        "total_ms": ms,
+        "flag_check": (1, 0, 0, 0),
+    }
+    return {"abstained": abstained, "metrics": metrics, "judged": judged or {}, "cached": False}
+
+
+def test_summary_and_paperqa_accuracy_hand_computed():
+    rows = [
+        _row(1.0, True, False, 100, judged={"answer_accuracy": 1.0}),
+        _row(0.5, False, True, 300, judged={"answer_accuracy": 0.25}, invented=["KSPFoo"]),
+        _row(None, True, False, 200, judged={"answer_accuracy": None}),  # judge failed
+        _row(0.0, None, False, 50, abstained=True),
+    ]
+    summary = summarize(RunSpec("default", "extractive", "none", "none"), rows, judged=True)
+    assert summary["name"] == "default+extractive"
+    assert summary["abstention"] == 0.25
+    assert summary["symbol_recall"] == pytest.approx(0.5)  # (1 + 0.5 + 0) / 3
+    assert summary["cited"] == pytest.approx(2 / 3)
+    assert summary["citation_validity"] == pytest.approx(4 / 6)
+    assert summary["loop"] == 0.25
+    assert summary["with_invented"] == 0.25
+    assert summary["total_ms_p50"] == 150
+    assert summary["gen_loop"] is None and summary["fallback"] is None  # nothing generated
+    assert summary["flag_recall"] == 0.0 and summary["flag_precision"] is None
+    judged = judged_summary(rows)
+    assert judged["answer_accuracy_missing"] == 1
+    assert judged["answer_accuracy"] == pytest.approx(0.625)
+    assert judged["accuracy"] == pytest.approx(1 / 3)  # 1 correct of 2 verdicts + 1 abstention
+    assert judged["precision"] == 0.5  # 1 correct of 2 answered with a verdict
+
+
+def test_questions_from_answer_facts_and_a_feedback_export(tmp_path):
+    records = [
+        {"id": "f1", "question": "Q1?", "answer": "Use KSPSolve.", "answer_facts": ["a", "b"]},
+        {"id": 7, "question": "Q2?", "answer": "Call MatMult.", "vote": "up", "client": "web"},
+        {"id": 8, "question": "Q3?", "answer": "Call VecFoo.", "vote": "down", "comment": "no"},
+    ]
+    path = tmp_path / "set.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records))
+    questions = load_questions(path, PREFIXES)
+    assert [q.id for q in questions] == ["f1", "7", "8"]
+    assert questions[0].facts == ["a", "b"] and questions[0].symbols == ["KSPSolve"]
+    assert questions[1].answer == "Call MatMult." and questions[1].symbols == ["MatMult"]
+    assert questions[2].answer == "" and questions[2].symbols == []  # a downvote: no reference
