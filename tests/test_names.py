@@ -303,6 +303,16 @@ def test_the_checker_is_cached_per_index_generation(library, embedder, tmp_path)
     ingest_repo(copied, clone, embedder)
     assert NameChecker.from_store(store, copied.profile) is not first
     assert check("KSPSetMinimumResidual(ksp)") == []
+    # A new process reads the names file of the new generation, not a stale one.
+    saved = json.loads((data / "names.json").read_text())
+    assert saved["key"][0] == store.generation() and "KSPSetMinimumResidual" in saved["names"]
+    fresh = NameChecker._load(store, copied.profile)
+    assert fresh.known == NameChecker.from_store(store, copied.profile).known
+    assert fresh.removed == {
+        "KSPSetInitialGuessKnoll": [],
+        "MatGetSubMatrix": ["MatCreateSubMatrix"],
+        "PCFactorSetShiftPd": ["PCFactorSetShiftType"],
+    }
 
 
 def test_release_note_rules():
@@ -413,3 +423,28 @@ def test_answers_carry_name_flags_and_ask_prints_them(library):
     )
     config.answer.check_names = False
     assert build_assistant(config).name_check is None
+
+
+def test_the_bit_parallel_edit_distance_matches_the_table():
+    """`_osa_distance` (bit-parallel) against the textbook table with adjacent swaps."""
+    import random
+
+    from sciknow.serve.names import _osa_distance
+
+    def table(a: str, b: str) -> int:
+        d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                change = d[i - 1][j - 1] + (a[i - 1] != b[j - 1])
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, change)
+                if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                    d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+        return d[-1][-1]
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        a = "".join(rng.choice("abc_") for _ in range(rng.randint(0, 10)))
+        b = "".join(rng.choice("abc_") for _ in range(rng.randint(0, 10)))
+        assert _osa_distance(a, b) == table(a, b), (a, b)
+    assert _osa_distance("kspsettolerence", "kspsettolerances") == 2
+    assert _osa_distance("kspslove", "kspsolve") == 1
