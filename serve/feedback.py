@@ -119,6 +119,11 @@ class FeedbackStore:
             )
         return cursor.rowcount == 1
 
+    def delete(self, row_id: int) -> bool:
+        """Remove a vote its author withdrew; False when there is no such row."""
+        with self._connect() as conn:
+            return conn.execute("DELETE FROM feedback WHERE id = ?", (row_id,)).rowcount == 1
+
     def get(self, row_id: int) -> dict[str, Any] | None:
         rows = self._select("WHERE id = ?", [row_id])
         return rows[0] if rows else None

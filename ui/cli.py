@@ -19,6 +19,7 @@ from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError, load_con
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
 from sciknow.ui.discord_bot import add_discord_parser
+from sciknow.ui.feedback import add_feedback_parser
 from sciknow.ui.mcp_server import add_mcp_parser
 from sciknow.ui.patch import add_patch_parser
 from sciknow.ui.verify import add_verify_parser
@@ -150,13 +151,39 @@ def _describe_flag(flag: dict[str, Any]) -> str:
     return f"{kind}: {flag.get('reason', '')}"
 
 
+def _serve_token(args: argparse.Namespace) -> str | None:
+    """The API token, or None; refuses a non-local address without one unless --no-auth."""
+    from sciknow.serve.access import is_loopback
+
+    token = args.token or os.environ.get("SCIKNOW_API_TOKEN") or None
+    if args.no_auth:
+        if args.token:
+            raise ConfigError("give --token or --no-auth, not both")
+        return None
+    if token is None and not is_loopback(args.host):
+        raise ConfigError(
+            f"refusing to serve on {args.host} without an API token: set SCIKNOW_API_TOKEN "
+            "(or pass --token), or pass --no-auth to let anyone who reaches it use it"
+        )
+    return token
+
+
 def _serve(args: argparse.Namespace, config: Config) -> int:
+    token = _serve_token(args)
     import uvicorn
 
+    from sciknow.serve.access import RateLimiter
     from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_assistant
+    from sciknow.ui.chat import mount_chat
 
-    app = create_app(build_assistant(config, args.backend))
+    limits = RateLimiter(config.serve.ask_concurrent, config.serve.ask_per_minute)
+    app = create_app(
+        build_assistant(config, args.backend, allow_empty=True), token=token, limiter=limits
+    )
+    mount_chat(app, config.profile.examples, f"{config.profile.display_name} assistant")
+    access = "API token required" if token else "no token"
+    print(f"sciknow: chat and API on http://{args.host}:{args.port}/ ({access})", flush=True)
     uvicorn.run(
         app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"
     )
@@ -209,10 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.set_defaults(run=_ask)
 
-    serve = verbs.add_parser("serve", help="HTTP API (ask, search, health)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve = verbs.add_parser("serve", help="web chat at / and the HTTP API (ask, search, ...)")
+    serve.add_argument("--host", default="127.0.0.1", help="address (other than local: token)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--backend", choices=BACKENDS, help="default: models.backend")
+    serve.add_argument(
+        "--token", help="API token every call must send (default: $SCIKNOW_API_TOKEN)"
+    )
+    serve.add_argument(
+        "--no-auth", action="store_true", help="serve a non-local address without a token"
+    )
     serve.set_defaults(run=_serve)
 
     stats = verbs.add_parser("stats", help="what the index holds")
@@ -220,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.set_defaults(run=_stats)
 
     add_attribute_parser(verbs)
+    add_feedback_parser(verbs)
     add_discord_parser(verbs)
     add_verify_parser(verbs)
     add_eval_parser(verbs)

