@@ -588,6 +588,7 @@ async def world(api: Api) -> World:
     for event in ("add_reaction", "remove_own_reaction", "edit_message"):
         callbacks.remove_callback(event)
     await client.aclose()
+    await bot.api.aclose()  # a test may have pointed the bot elsewhere
 
 
 # ---------------------------------------------------------------------------------------
@@ -764,6 +765,30 @@ async def test_api_down_gives_a_short_notice_and_the_bot_keeps_running(world, ap
         world.mention("How do I install without MPI?"), channel=world.help
     )
     assert "--download-mpich" in "\n".join(world.posted(world.thread_of(again)))
+
+
+@pytest.mark.asyncio
+async def test_a_busy_api_is_relayed_with_the_wait(world, api, serve_app, tmp_path):
+    import inspect
+
+    from sciknow.serve.api import create_app
+    from sciknow.serve.feedback import FeedbackStore
+
+    if "limiter" not in inspect.signature(create_app).parameters:
+        pytest.skip("sciknow serve has no per-client limit yet")
+    from sciknow.serve.access import RateLimiter as ServerLimiter
+
+    limited = create_app(
+        api.assistant, feedback=FeedbackStore(tmp_path / "f.sqlite"), limiter=ServerLimiter(4, 1)
+    )
+    world.bot.api = RecordingApi(serve_app(limited), timeout=60)
+    first = await dpytest.message(world.mention("How do I install?"), channel=world.help)
+    second = await dpytest.message(world.mention("Which preconditioner?"), channel=world.help)
+    assert "**Sources**" in "\n".join(world.posted(world.thread_of(first)))
+    notice = world.posted(world.thread_of(second))
+    assert len(notice) == 1 and re.fullmatch(
+        r"⚠️ The answer service is busy\. Please try again in about \d+ s\.", notice[0]
+    )
 
 
 @pytest.mark.asyncio
@@ -984,7 +1009,6 @@ async def test_patch_relays_the_merge_request_and_the_diff(world, serve_app):
     ]
     assert received[0]["question"] == "How do I install without MPI?"
     assert "--download-mpich" in received[0]["answer"]
-    await world.bot.api.aclose()
 
 
 # ---------------------------------------------------------------------------------------
@@ -1011,8 +1035,9 @@ async def test_forum_posts_are_answered_only_with_auto_forum(world):
         })  # fmt: skip
         thread = guild.get_thread(thread_id)
         data = facts.make_message_dict(
-            thread, world.alice, id_num=thread_id, content=text, guild_id=guild.id
-        )
+            thread, world.alice, id_num=thread_id, content=text, guild_id=guild.id,
+            mentions=back.find_user_mentions(text, guild),
+        )  # fmt: skip
         back._cur_config.messages[thread_id].append(data)
         state.parse_message_create(data)
         await settle()
@@ -1026,6 +1051,13 @@ async def test_forum_posts_are_answered_only_with_auto_forum(world):
         ("Preallocation for speed\n\nHow do I preallocate an AIJ matrix?", [])
     ]
     assert "MatSeqAIJSetPreallocation" in "\n".join(world.posted(thread))
+    mentioned = await post("Tolerances", world.mention("How do I set the KSP tolerances?"))
+    assert len(world.bot.api.asked) == 2  # the post mentions the bot: answered once
+    assert world.bot.api.asked[-1] == ("Tolerances\n\nHow do I set the KSP tolerances?", [])
+    assert sum("**Sources**" in m for m in world.posted(mentioned)) == 1
+    world.bot.settings.auto_forum = False
+    await post("Configure", world.mention("How do I configure?"))
+    assert world.bot.api.asked[-1] == ("How do I configure?", [])  # a mention, no history
 
 
 # ---------------------------------------------------------------------------------------

@@ -304,6 +304,8 @@ class SciknowBot(discord.Client):
         mentioned = self.user is not None and self.user.id in {u.id for u in message.mentions}
         mentioned |= message.guild.self_role in message.role_mentions  # the bot's own role
         if isinstance(channel, discord.Thread):
+            if message.id == channel.id and self._auto_answered(channel):
+                return None  # a forum post: `on_thread_create` answers it
             others = message.mentions or message.role_mentions
             mine = self.user is not None and channel.owner_id == self.user.id
             return "thread" if mentioned or (mine and not others) else None
@@ -332,11 +334,17 @@ class SciknowBot(discord.Client):
         client = "discord:dm" if route == "dm" else "discord:thread"
         await self.answer(message.channel, question, history, client, message)
 
+    def _auto_answered(self, thread: discord.Thread) -> bool:
+        return (
+            self.settings.auto_forum
+            and isinstance(thread.parent, discord.ForumChannel)
+            and self.allowed(thread)
+        )
+
     async def on_thread_create(self, thread: discord.Thread) -> None:
         """With `auto_forum`, a new post in a listed forum channel is answered unasked."""
-        if not self.settings.auto_forum or self.user is None or thread.owner_id == self.user.id:
-            return
-        if not isinstance(thread.parent, discord.ForumChannel) or not self.allowed(thread):
+        mine = self.user is not None and thread.owner_id == self.user.id
+        if mine or not self._auto_answered(thread):
             return
         starter = await self._starter(thread, retries=1)
         if starter is None or starter.author.bot:
@@ -389,7 +397,8 @@ class SciknowBot(discord.Client):
         pairs = [(self._mine(m), m.content) for m in messages if m.type in CHAT_TYPES]
         if isinstance(channel, discord.Thread) and len(messages) < HISTORY_MESSAGES:
             starter = await self._starter(channel)
-            if starter is not None and starter.id not in {m.id for m in messages}:
+            seen = {m.id for m in messages} | {before.id if before is not None else None}
+            if starter is not None and starter.id not in seen:  # not the question itself
                 pairs.insert(0, self._starter_turn(starter))
         return history_turns(pairs, max_turns=HISTORY_MESSAGES)
 
