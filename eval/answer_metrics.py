@@ -10,7 +10,7 @@
   sentences has at least `SHARED_TERMS` of its terms (`index.terms`, at least
   `MIN_TERMS` of them) in the passage. The cited text is what stands between the marker
   (or the run of adjacent markers it belongs to) and the previous marker or blank line.
-- Loops: the guard's own `LoopDetector`, fed the text word by word as it would stream.
+- Loops: the guard's own `LoopDetector`, fed the finished text.
 - Flags as an error detector: errors are the occurrences of invented names and of real
   names that neither the reference nor any given passage uses; a flag of a doubting
   type (`DOUBT_FLAGS`) catches an error when their character spans overlap.
@@ -26,7 +26,6 @@ from typing import Any
 from sciknow.eval.metrics import coverage, tokens
 from sciknow.index.terms import terms
 from sciknow.ingest.symbols import find_symbols
-from sciknow.serve.answer import text_pieces
 from sciknow.serve.citations import check_citations
 from sciknow.serve.guard import LoopDetector
 from sciknow.serve.names import NameChecker
@@ -109,9 +108,13 @@ def supports(cited: str, passage: str, prefixes: Sequence[str]) -> bool:
 
 
 def loops(text: str) -> bool:
-    """Whether the guard's loop detector fires on `text` streamed word by word."""
-    detector = LoopDetector()
-    return any(detector.feed(piece) for piece in text_pieces(text))
+    """Whether the guard's loop detector fires on the whole of `text`.
+
+    The guard stops generation as soon as the text repeats itself, so in an answer a loop
+    can only stand at the end or as repeated lines: one pass over the finished text sees
+    both (the closing newline lets its last line count), at a fraction of the cost of
+    replaying the stream word by word."""
+    return LoopDetector().feed(text + "\n")
 
 
 def name_spans(text: str, names: Iterable[str]) -> list[tuple[int, int]]:

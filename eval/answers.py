@@ -286,7 +286,14 @@ def score(
         "fallback": bool(row["reset"]),
         "flag_check": am.flag_check(text, row["flags"], errors).counts(),
     }
-    generated = row["generated"] if row["generated"] is not None else text
+    if row["generated"] is None:  # nothing was replaced: the generation is the answer
+        return metrics | {
+            "gen_symbol_recall": metrics["symbol_recall"],
+            "gen_cited": metrics["cited"],
+            "gen_loop": metrics["loop"],
+            "gen_invented": invented,
+        }
+    generated = row["generated"]
     raw = am.citation_support(generated, dict(enumerate(contexts, start=1)), prefixes)
     metrics.update(
         gen_symbol_recall=am.answer_recall(question.symbols, generated),
