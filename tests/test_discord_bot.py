@@ -192,6 +192,8 @@ def test_sources_are_numbered_bracketed_links_at_most_five():
     assert len(lines) == 5
     assert lines[0] == r"[1] Page\_1 \*bold\* <https://petsc.org/p1>"
     assert source_lines([{"n": 2, "title": "Mail", "uri": "file:///tmp/x"}]) == ["[2] Mail"]
+    shuffled = [citations[6], *citations[1:5], citations[0]]  # the first five cited, in order
+    assert [line[:3] for line in source_lines(shuffled)] == ["[2]", "[3]", "[4]", "[5]", "[7]"]
 
 
 def test_render_answer_and_abstention():

@@ -147,10 +147,11 @@ def strip_mentions(text: str) -> str:
 
 
 def source_lines(citations: Iterable[dict[str, Any]], limit: int = MAX_SOURCES) -> list[str]:
-    """`[n] title <uri>` for the first `limit` cited passages; the angle brackets keep
-    Discord from unfurling a preview of every link."""
+    """`[n] title <uri>` for the first `limit` cited passages, in number order; the angle
+    brackets keep Discord from unfurling a preview of every link."""
     lines = []
-    for citation in list(citations)[:limit]:
+    chosen = list(citations)[:limit]
+    for citation in sorted(chosen, key=lambda c: c.get("n", 0)):
         title = escape_markdown(" ".join(str(citation.get("title") or "untitled").split()))
         uri = citation.get("uri") or ""
         link = f" <{uri}>" if uri.startswith(("http://", "https://")) else ""
