@@ -41,6 +41,7 @@ from sciknow.ui.discord_handlers import (
     API_DOWN,
     API_SLOW,
     DMS_OFF,
+    EMPTY_QUESTION,
     REWRITING,
     STALE_VOTE,
     THINKING,
@@ -628,6 +629,8 @@ async def test_only_listed_channels_and_only_when_mentioned(world):
     await dpytest.message("How do I install without MPI?", channel=world.help)
     assert world.posted(world.random) == [world.mention("How do I install?")]
     assert world.bot.api.asked == [] and not world.help.threads
+    await dpytest.message(world.mention(""), channel=world.help)  # a bare mention
+    assert world.posted(world.help)[-1] == EMPTY_QUESTION and world.bot.api.asked == []
 
 
 @pytest.mark.asyncio
