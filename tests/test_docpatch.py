@@ -179,12 +179,20 @@ def test_question_no_section_fits_becomes_a_faq_entry(docpatch_config, retriever
     knowledge = sources.from_answer(
         "Where do I report a bug?",
         "Open an issue on GitLab and attach the output of -ksp_view.",
+        ["https://lists.example.invalid/thread/7"],
     )
     draft = make_draft(docpatch_config, repo, knowledge, retriever)
     assert draft.edit.path == "faq/index.md"
     assert draft.target.reason.startswith("no section fits")
     assert draft.edit.new_text.lstrip("\n").startswith("### Where do I report a bug?")
     assert not draft.needs_review  # a person gave the answer
+    summary = draft.summary(Path("p"), Path("d"))
+    assert summary["evidence"] == [
+        {
+            "title": "https://lists.example.invalid/thread/7",
+            "uri": "https://lists.example.invalid/thread/7",
+        }
+    ]
 
 
 # ----- the local branch ----------------------------------------------------------------

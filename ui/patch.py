@@ -21,6 +21,8 @@ from typing import Any
 
 from sciknow.config import BACKENDS, Config, ConfigError
 
+SHOWN_ANSWERS = 2  # distinct answer excerpts per gap in the text report
+
 
 def add_patch_parser(verbs: Any) -> None:
     """Register the `patch` and `gaps` verbs on the `sciknow` sub-parsers."""
@@ -31,6 +33,13 @@ def add_patch_parser(verbs: Any) -> None:
     source.add_argument("--thread", metavar="DOC_ID", help="a mail thread or issue in the index")
     source.add_argument("--gap", type=int, metavar="N", help="gap N of the last `sciknow gaps`")
     patch.add_argument("--answer", help="the answer to --question")
+    patch.add_argument(
+        "--evidence",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="where --answer was given (a thread, an issue); repeatable",
+    )
     patch.add_argument("--out", default="sciknow-patches", help="folder for .patch and .md")
     patch.add_argument("--json", action="store_true", help="print the result as JSON")
     patch.add_argument("--commit", action="store_true", help="commit on branch sciknow/<slug>")
@@ -62,9 +71,9 @@ def _knowledge(args: argparse.Namespace, config: Config, store: Any) -> Any:
     if args.question is not None:
         if not args.answer:
             raise ConfigError("--question needs --answer (or draft from --thread or --gap)")
-        return sources.from_answer(args.question, args.answer)
-    if args.answer:
-        raise ConfigError("--answer goes with --question only")
+        return sources.from_answer(args.question, args.answer, args.evidence)
+    if args.answer or args.evidence:
+        raise ConfigError("--answer and --evidence go with --question only")
     if args.thread is not None:
         return sources.from_thread(store, args.thread)
     return sources.from_gap(store, gaps.load_gap(config, args.gap))
@@ -145,10 +154,17 @@ def _render_gap(gap: dict[str, Any]) -> str:
     if best:
         lines.append(f"  best official passage ({best['score']:.2f}): {best['title']}")
         lines.append(f"      {best['uri']}")
-    for answer in gap["answers"]:
+    shown = {answer["excerpt"]: answer for answer in reversed(gap["answers"])}
+    for answer in reversed(list(shown.values())[-SHOWN_ANSWERS:]):
         who = f"{answer['author']}{' [maintainer]' if answer['maintainer'] else ''}"
         lines.append(f"  answered by {who}: {answer['uri']}")
         lines.append(f"      {answer['excerpt']}")
+    if gap.get("answer_names"):
+        found = len(gap["names_in_docs"])
+        lines.append(
+            f"  the docs name {found} of the {len(gap['answer_names'])} names the "
+            f"answers use: {', '.join(gap['answer_names'])}"
+        )
     target = gap["target"]
     if target:
         lines.append(

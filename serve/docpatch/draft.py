@@ -30,6 +30,7 @@ from sciknow.serve.docpatch.write import Written, assemble, generate
 from sciknow.serve.extractive import Extractor
 
 NOT_MAINTAINER = "no maintainer replied: the answer is another participant's"
+MAX_EVIDENCE = 8  # evidence links in a description; the rest are counted
 
 
 @dataclass
@@ -98,7 +99,13 @@ def make_draft(
         )
     edit = splice(target.path, before, written)
     patch = unified_diff(target.path, before, edit.after)
-    known = "\n".join([knowledge.answer, *(e.text for e in knowledge.evidence)])
+    known = "\n".join(
+        [
+            knowledge.answer,
+            *(e.text for e in knowledge.evidence),
+            *(r.uri for r in knowledge.references),
+        ]
+    )
     report = validate(edit, patch, repo, base, retriever.store, settings, config.profile, known)
     flags = written.flags + report.flags
     if knowledge.maintainer is False:
@@ -152,7 +159,7 @@ def commit_message(draft: Draft) -> str:
         draft.title.removeprefix("Draft: "),
         "",
         f'Adds "{draft.written.heading.replace("`", "")}" to {draft.edit.path} '
-        f"({_where(draft.target)}), from a {knowledge.origin}.",
+        f"({_where(draft.target)}), answered {knowledge.origin}.",
         "",
         "Sources:",
     ]
@@ -186,15 +193,15 @@ def describe(draft: Draft, patch_name: str) -> str:
         f"**What changed:** {_where(target)} in `{draft.edit.path}`"
         f"{f' ({target.uri})' if target.uri else ''}. {review}",
         "",
-        f'**Why:** the question "{knowledge.question}" was answered in a {knowledge.origin}'
+        f'**Why:** the question "{knowledge.question}" was answered {knowledge.origin}'
         f"{_by(knowledge)}; placed here because of the {target.reason}.",
         *(f"- {line}" for line in knowledge.context),
         "",
         "**Evidence:**",
-        *([f"- {_credit(r)}" for r in knowledge.references] or ["- the answer given for it"]),
+        *_evidence_lines(knowledge),
         "",
         "**Closest official passages:**",
-        *(f"- [{e.title}]({e.uri}) ({_cosine(e)})" for e in target.closest[:3]),
+        *(f"- [{e.title}]({e.uri}) ({_cosine(e)})" for e in _distinct(target.closest)[:3]),
         "",
         f"**Written by:** {draft.written.model}.",
         "",
@@ -212,6 +219,19 @@ def describe(draft: Draft, patch_name: str) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _evidence_lines(knowledge: Knowledge) -> list[str]:
+    lines = [f"- {_credit(r)}" for r in knowledge.references[:MAX_EVIDENCE]]
+    more = len(knowledge.references) - MAX_EVIDENCE
+    return (lines or ["- the answer given for this patch"]) + (
+        [f"- and {more} more threads"] if more > 0 else []
+    )
+
+
+def _distinct(evidence: Sequence[Any]) -> list[Any]:
+    """One passage per document (several chunks of one section read as one)."""
+    return list({e.doc_id: e for e in reversed(evidence)}.values())[::-1]
 
 
 def _by(knowledge: Knowledge) -> str:

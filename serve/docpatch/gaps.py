@@ -12,7 +12,9 @@ double: someone was left without an answer) and from a JSONL file of questions (
 2. The rest are clustered greedily, weakest first: a question joins the first cluster
    whose centroid it reaches with `docpatch.cluster_score`, else starts one.
 3. A gap's score is the sum over its questions of weight × (1 − best cosine): many
-   askers and poor docs both raise it. Each gap lists example questions, the best
+   askers and poor docs both raise it. It is halved when the closest official passages
+   already name every library name the answers use (the knowledge may be there, only hard
+   to find), and scaled between for a partial match. Each gap lists example questions, the best
    official passage for its centroid and that passage's score, the threads that answer
    it (maintainers' replies first), and a suggested target page (`locate.suggest`).
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +38,7 @@ import numpy as np
 from sciknow.config import Config
 from sciknow.index.embed import Embedder
 from sciknow.index.store import Filters, Store
+from sciknow.ingest.symbols import find_symbols
 from sciknow.serve.answer import ABSTAIN_TEXT
 from sciknow.serve.docpatch.locate import suggest
 from sciknow.serve.docpatch.sources import (
@@ -44,8 +48,8 @@ from sciknow.serve.docpatch.sources import (
     thread_question,
     thread_title,
 )
+from sciknow.serve.docpatch.write import answer_units
 from sciknow.serve.feedback import FILE_NAME, FeedbackStore
-from sciknow.serve.segment import segment
 
 REPORT_FILE = "gaps.json"
 REFERENCE = Filters(kinds=("doc", "manpage"), official=True)
@@ -54,6 +58,7 @@ FAILED_WEIGHT = 2.0  # a down vote or an abstention: someone was left without an
 EXCERPT_CHARS = 240
 EXAMPLES = 3
 ANSWERS = 5
+TOP_PASSAGES = 5  # official passages whose names count as the docs naming them
 
 
 @dataclass
@@ -72,8 +77,9 @@ class Asked:
     best: float = 0.0
 
 
-def thread_asks(store: Store, since: str) -> list[Asked]:
-    """One question per unofficial thread, with its replies (maintainers' first)."""
+def thread_asks(store: Store, since: str, prefixes: Sequence[str]) -> list[Asked]:
+    """One question per unofficial thread, with its replies (maintainers' first) and the
+    library names each reply uses."""
     asks = []
     for doc in store.documents(THREAD_KINDS, since):
         posts = thread_posts(doc)
@@ -87,6 +93,7 @@ def thread_asks(store: Store, since: str) -> list[Asked]:
                 "author": p.author,
                 "maintainer": p.maintainer,
                 "excerpt": _excerpt(p.body),
+                "names": find_symbols(p.body, prefixes),
             }
             for p in sorted(replies, key=lambda p: not p.maintainer)
         ]
@@ -97,7 +104,7 @@ def thread_asks(store: Store, since: str) -> list[Asked]:
 
 
 def _excerpt(body: str) -> str:
-    text = " ".join(u.text for u in segment(body) if u.kind != "code")
+    text = " ".join(u.text for u in answer_units(body) if u.kind != "code")
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
 
 
@@ -134,15 +141,6 @@ def file_asks(path: Path) -> list[Asked]:
     return asks
 
 
-def _best_official(store: Store, vectors: np.ndarray, filters: Filters) -> list[tuple[int, float]]:
-    allowed = store.allowed_rowids(filters)
-    out = []
-    for vector in vectors:
-        hits = store.search_dense(vector, 1, allowed)
-        out.append(hits[0] if hits else (-1, 0.0))
-    return out
-
-
 def cluster(vectors: np.ndarray, order: list[int], threshold: float) -> list[list[int]]:
     """Greedy clusters of the rows `order` lists: each joins the first centroid it reaches."""
     members: list[list[int]] = []
@@ -166,14 +164,16 @@ def gaps_report(
 ) -> dict[str, Any]:
     """The ranked gaps (every one, numbered) and the figures of the run; saved for --gap."""
     started = time.perf_counter()
-    asks = thread_asks(store, since) + feedback_asks(config.data_path, since)
+    prefixes = config.profile.symbol_prefixes
+    asks = thread_asks(store, since, prefixes) + feedback_asks(config.data_path, since)
     asks += file_asks(questions) if questions else []
     settings = config.docpatch
     if not asks:
         return _save(config, {"gaps": [], "questions": 0, "weak": 0, "seconds": 0.0})
     vectors = embedder.embed([a.text for a in asks])
-    for ask, (_, score) in zip(asks, _best_official(store, vectors, REFERENCE), strict=True):
-        ask.best = score
+    allowed = store.allowed_rowids(REFERENCE)
+    for ask, vector in zip(asks, vectors, strict=True):
+        ask.best = next(iter(store.search_dense(vector, 1, allowed)), (-1, 0.0))[1]
     weak = [i for i, a in enumerate(asks) if a.best < settings.answered_score]
     weak.sort(key=lambda i: -asks[i].weight * (1 - asks[i].best))
     groups = cluster(vectors, weak, settings.cluster_score)
@@ -202,20 +202,29 @@ def _gap(
     closeness = {i: float(vectors[i] @ centroid) for i in group}
     ordered = sorted(group, key=lambda i: -closeness[i])
     kinds = Counter(asks[i].origin for i in group)
-    reference = _passage(store, centroid, REFERENCE, config)
-    page = _passage(store, centroid, PAGES, config)
+    top = store.search_dense(centroid, TOP_PASSAGES, store.allowed_rowids(REFERENCE))
+    reference = _passage(store, top[:1], config)
+    page = _passage(store, store.search_dense(centroid, 1, store.allowed_rowids(PAGES)), config)
     answers = [a for i in ordered for a in asks[i].answers]
     answers.sort(key=lambda a: not a["maintainer"])
+    used, in_docs = _coverage(store, answers, top, config.profile.symbol_prefixes)
+    coverage = len(in_docs) / len(used) if used else 0.0
     examples = list(dict.fromkeys(asks[i].question for i in ordered))[:EXAMPLES]
     members = [_member(asks[i]) for i in ordered if asks[i].doc_id]
     members.sort(key=lambda m: (not m["maintainer"], not m["answered"]))
     why = [f"asked {len(group)} times ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})"]
     if reference:
         why.append(f"best official passage: {reference['title']} (cosine {reference['score']:.2f})")
+    if used:
+        why.append(f"the docs name {len(in_docs)} of the {len(used)} names the answers use")
     return {
         "id": 0,
         "size": len(group),
-        "score": round(sum(asks[i].weight * (1 - asks[i].best) for i in group), 4),
+        "score": round(
+            sum(asks[i].weight * (1 - asks[i].best) for i in group) * (1 - coverage / 2), 4
+        ),
+        "answer_names": used,
+        "names_in_docs": in_docs,
         "kinds": dict(kinds),
         "questions": examples,
         "best_official": reference,
@@ -239,13 +248,26 @@ def _member(ask: Asked) -> dict[str, Any]:
     }
 
 
-def _passage(
-    store: Store, vector: np.ndarray, filters: Filters, config: Config
-) -> dict[str, Any] | None:
-    """The best passage for `vector` under `filters`, as the report shows it."""
-    ((rowid, score),) = _best_official(store, vector[None, :], filters)
-    if rowid < 0:
+def _coverage(
+    store: Store,
+    answers: list[dict[str, Any]],
+    top: list[tuple[int, float]],
+    prefixes: Sequence[str],
+) -> tuple[list[str], list[str]]:
+    """The names the answers use (maintainers' when any answered) and those of them that the
+    closest official passages also name."""
+    answering = [a for a in answers if a["maintainer"]] or answers
+    used = list(dict.fromkeys(n for a in answering for n in a.get("names", [])))
+    texts = "\n".join(e.text for e in store.evidence([rowid for rowid, _ in top]).values())
+    named = {n.lower() for n in find_symbols(texts, prefixes)}
+    return used, [n for n in used if n.lower() in named]
+
+
+def _passage(store: Store, hits: list[tuple[int, float]], config: Config) -> dict[str, Any] | None:
+    """The first of `hits` as the report shows it, with the target it suggests."""
+    if not hits:
         return None
+    rowid, score = hits[0]
     evidence = store.evidence([rowid])[rowid]
     evidence.scores = {"dense": score}
     doc = store.document(evidence.doc_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -62,8 +63,9 @@ class Knowledge:
     context: list[str] = field(default_factory=list)  # why this matters (gap figures)
 
 
-def from_answer(question: str, answer: str) -> Knowledge:
-    """A question and answer given by the person drafting the patch."""
+def from_answer(question: str, answer: str, links: Sequence[str] = ()) -> Knowledge:
+    """A question and answer given by the person drafting the patch; `links` point at where
+    the answer was given (a thread, an issue), for the description and the commit."""
     if not question.strip() or not answer.strip():
         raise DraftError("--question and --answer must both be non-empty")
     digest = hashlib.sha1(f"{question}\n{answer}".encode()).hexdigest()[:10]
@@ -77,8 +79,10 @@ def from_answer(question: str, answer: str) -> Knowledge:
         "command line",
         official=False,
     )
+    references = [Reference(link, link) for link in links]
+    origin = "by the person drafting this patch"
     return Knowledge(
-        f"question:{digest}", question.strip(), answer, [], [evidence], None, "question"
+        f"question:{digest}", question.strip(), answer, references, [evidence], None, origin
     )
 
 
@@ -140,7 +144,7 @@ def from_thread(store: Store, doc_id: str, question: str = "") -> Knowledge:
         references=references,
         evidence=[evidence],
         maintainer=maintainer,
-        origin=f"{doc.kind} thread",
+        origin=f"in {'an issue' if doc.kind == 'issue' else f'a {doc.kind} thread'}",
     )
 
 
@@ -164,6 +168,6 @@ def from_gap(store: Store, gap: dict[str, Any]) -> Knowledge:
     for member in members:
         if member is not chosen:
             knowledge.references.append(Reference(member["title"], member["uri"]))
-    knowledge.origin = f"gap {gap.get('id')}"
+    knowledge.origin += f" (gap {gap.get('id')} of the gaps report)"
     knowledge.context = list(gap.get("why", []))
     return knowledge

@@ -2,12 +2,12 @@
 
 Assembled (the embedded default, whose 135M model cannot write reliable prose): the answer
 is cut into units by `segment.py` (mail quotes, greetings and signatures left out),
-sign-off lines and anything holding an address placeholder are dropped, a long answer is
-cut to the units closest to the question by the extractive answerer's selection, and the
-rest is rendered in its original order (`extractive.render_units`, without citation
-markers). Library names and options become code (`KSPSetTolerances()`), which PETSc's
-Sphinx build links to their manual pages, and bare URLs become links. The heading is the
-question.
+sign-off lines, small talk ("Let me know if ...") and anything holding an address
+placeholder are dropped, a long answer is cut to the units closest to the question by the
+extractive answerer's selection, and the rest is rendered in its original order
+(`extractive.render_units`, without citation markers). Library names and options become
+code (`KSPSetTolerances()`), which PETSc's Sphinx build links to their manual pages, and
+bare URLs become links. The heading is the question.
 
 Generated (a vLLM-served model): the model gets the section as it stands and the
 thread as quoted, neutralised evidence (`prompt.quote_passage`) and returns the revised
@@ -43,6 +43,11 @@ _PROTECTED_RE = re.compile(
 )
 _URL_RE = re.compile(r"(?<![<(])https?://[^\s<>()\[\]`]+[^\s<>()\[\]`.,;:!?'\"]")
 _SIGN_OFF_RE = re.compile(r"^[\w.'-]+(?: [\w.'-]+){0,2}$")
+# Mail small talk that has no place in the docs (the greeting lines go in `segment.py`).
+_CHATTER_RE = re.compile(
+    r"^(let (me|us) know|hope (this|that|it) helps|good luck|feel free|thanks?\b|thank you)",
+    re.IGNORECASE,
+)
 SYSTEM_EDIT = (
     "You edit the {library} documentation, written in MyST Markdown. You are given one "
     "section of a page and quoted threads in which a user asked a question and "
@@ -110,11 +115,14 @@ def link_urls(text: str) -> str:
 
 
 def answer_units(answer: str) -> list[Unit]:
-    """The answer's own words: no quotes, greetings, signatures, sign-offs or addresses."""
+    """The answer's own words: no quotes, greetings, small talk, signatures, sign-offs or
+    addresses."""
     units = [
         u
         for u in segment(answer)
-        if ADDRESS_PLACEHOLDER not in u.text and not ADDRESS_RE.search(u.text)
+        if ADDRESS_PLACEHOLDER not in u.text
+        and not ADDRESS_RE.search(u.text)
+        and not (u.kind == "sentence" and _CHATTER_RE.match(u.text))
     ]
     while units and units[-1].kind == "sentence" and _SIGN_OFF_RE.match(units[-1].text.strip()):
         units.pop()
