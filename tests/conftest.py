@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,105 @@ def docpatch_config(tmp_path_factory, embedder):
     from docpatch_data import build_index
 
     return build_index(tmp_path_factory.mktemp("docpatch-index"), embedder)
+
+
+class ScriptedBackend:
+    """A stand-in model for front-end tests: yields `pieces` `delay` seconds apart, raises
+    a `BackendError` at piece `fail_after`, and notes when it was closed before the end."""
+
+    name = "scripted:test"
+    context_window = 4096
+    max_top_k = 0
+
+    def __init__(self, pieces: list[str], delay: float = 0.0, fail_after: int = -1) -> None:
+        import threading
+
+        self.pieces = pieces
+        self.delay = delay
+        self.fail_after = fail_after
+        self.closed_early = threading.Event()
+
+    def generate(self, messages, stream=True, max_tokens=512, **options):
+        import time
+
+        from sciknow.serve.backends.base import BackendError, GenToken
+
+        done = False
+        try:
+            for i, piece in enumerate(self.pieces):
+                if i == self.fail_after:
+                    raise BackendError("the vLLM server at http://127.0.0.1:9 is not answering")
+                time.sleep(self.delay)
+                yield GenToken(piece, i, -0.5)
+            done = True
+        finally:
+            if not done:
+                self.closed_early.set()
+
+    def chat_tokens(self, messages):
+        return list(range(sum(len(m["content"].split()) for m in messages)))
+
+    def tokenize(self, text, special=False):
+        return list(range(len(text.split())))
+
+    def detokenize(self, ids):
+        return " ".join("x" for _ in ids)
+
+
+class ServeProcesses:
+    """Real `sciknow serve` processes: `start(data_dir, env, *args)` returns the URL once
+    /health answers (or raises with the process's output); `stop(url)` ends one."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, Any] = {}
+
+    def start(self, data_dir, env: dict[str, str] | None = None, *args: str) -> str:
+        import socket
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        command = [sys.executable, "-m", "sciknow.ui.cli", "--data-dir", str(data_dir), "serve"]
+        process = subprocess.Popen(
+            [*command, "--port", str(port), *args],
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        self.processes[url] = process
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"sciknow serve exited: {process.stdout.read()}")
+            try:
+                httpx.get(f"{url}/health", timeout=2)
+                return url
+            except httpx.TransportError:
+                time.sleep(0.5)
+        raise AssertionError("sciknow serve did not answer /health in 240 s")
+
+    def stop(self, url: str) -> None:
+        import subprocess
+
+        process = self.processes.pop(url)
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def serve_processes():
+    """Real `sciknow serve` processes (`ServeProcesses`), all stopped at the end."""
+    processes = ServeProcesses()
+    yield processes
+    for url in list(processes.processes):
+        processes.stop(url)

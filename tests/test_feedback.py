@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -107,3 +110,56 @@ def test_post_feedback_rejects_bad_fields(api, change, field):
     body = {"question": "q", "answer": "a", "vote": "up", **change}
     reply = httpx.post(f"{url}/feedback", json=body)
     assert reply.status_code == 422 and field in reply.text
+
+
+def test_export_jsonl_is_a_question_set_eval_retrieval_runs(tmp_path, docs_config):
+    from sciknow.config import Profile
+    from sciknow.eval.retrieval import load_questions
+    from sciknow.ui.cli import main
+
+    store = FeedbackStore.in_data_dir(tmp_path)
+    store.add(vote("How do I set the tolerance?", "up"), SERVER)
+    store.add(vote("and for SNES?", "down", comment="SNESSetTolerances() sets them"), SERVER)
+    out = tmp_path / "votes.jsonl"
+    assert main(["--data-dir", str(tmp_path), "feedback", "export", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["case"] for r in records] == ["confirmed", "regression"]
+    assert records[1]["question"] == "How do I solve Ax=b? and for SNES?"  # standalone
+    assert records[1]["asked"] == "and for SNES?"
+    assert records[1]["symbols"] == ["SNESSetTolerances"]  # from the voter's correction
+    assert records[1]["answer"] == "Use KSPSetTolerances() [1]." == records[0]["answer"]
+    questions = load_questions(out, Profile().symbol_prefixes)
+    assert [q.symbols for q in questions] == [["KSPSetTolerances"], ["SNESSetTolerances"]]
+    assert [q.answer for q in questions] == ["Use KSPSetTolerances() [1].", ""]
+    corpus = docs_config.data_path.parent / "docs"
+    report = tmp_path / "report"
+    argv = ["--data-dir", str(tmp_path / "eval"), "eval", "retrieval", "--dataset", str(out)]
+    argv += ["--corpus", str(corpus), "--pipeline", "default", "-k", "1,4", "--out", str(report)]
+    assert main(argv) == 0
+    result = json.loads((report / "retrieval-all.json").read_text())
+    rows = result["pipelines"][0]["per_question"]
+    assert [r["id"] for r in rows] == ["feedback-1", "feedback-2"]
+    assert rows[0]["symbol_recall"]["4"] == 1.0  # KSPSetTolerances is in the docs
+
+
+def test_export_csv_since_and_vote(tmp_path, capsys):
+    from sciknow.ui.cli import main
+
+    store = FeedbackStore.in_data_dir(tmp_path)
+    store.add(vote("first", "up"), SERVER)
+    store.add(vote("second", "down", comment="wrong, see [2]"), SERVER)
+    assert main(["--data-dir", str(tmp_path), "feedback", "export", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["question"] for r in rows] == ["first", "second"]
+    assert json.loads(rows[0]["citations"])[0]["chunk_id"] == "docs:ksp::0"
+    assert rows[1]["comment"] == "wrong, see [2]" and rows[1]["backend"] == "transformers"
+    argv = ["--data-dir", str(tmp_path), "feedback", "export", "--vote", "down"]
+    assert main(argv) == 0
+    assert [json.loads(x)["asked"] for x in capsys.readouterr().out.splitlines()] == ["second"]
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    assert main([*argv[:4], "--since", tomorrow]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["--data-dir", str(tmp_path / "none"), "feedback", "export"]) == 2
+    assert "no feedback yet" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv[:4], "--since", "last week"])

@@ -2,12 +2,13 @@
 
     sciknow feedback export [--format jsonl|csv] [--since DATE] [--vote up|down] [--out FILE]
 
-The JSONL is a question set that `sciknow eval retrieval --dataset` reads: `question` is
-the question as retrieval saw it (a follow-up joined to the question before it) and
-`answer` is the reference its symbols are taken from. An up vote keeps the answer given
-(`case: "confirmed"`); a down vote is a regression case (`case: "regression"`) whose
-reference is the voter's comment, since the answer given was judged wrong (without a
-comment it counts for timing only). Every stored field rides along for other tools.
+The JSONL is a question set that `sciknow eval retrieval --dataset` reads (see
+`eval.retrieval.reference_answer`): `question` is the question as retrieval saw it (a
+follow-up joined to the question before it), `answer` the answer voted on, which is the
+reference only when voted up (`case: "confirmed"`). A down vote is a regression case
+(`case: "regression"`): its reference names are the library names in the voter's comment
+(`symbols`), since the answer given was judged wrong; without any it counts for timing
+and the passages listed. Every stored field rides along for other tools.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sciknow.config import Config, ConfigError
+from sciknow.ingest.symbols import find_symbols
 from sciknow.serve.answer import standalone_question
 from sciknow.serve.feedback import FILE_NAME, VOTES, FeedbackStore
 
@@ -56,26 +58,27 @@ def _since(text: str) -> datetime:
         ) from None
 
 
-def eval_record(row: dict[str, Any]) -> dict[str, Any]:
+def eval_record(row: dict[str, Any], prefixes: list[str]) -> dict[str, Any]:
     """One stored vote as a line of an evaluation question set (see the module docstring)."""
     regression = row["vote"] == "down"
-    return {
+    record = {
         "id": f"feedback-{row['id']}",
         "question": standalone_question(row["question"], row["history"]),
-        "answer": row["comment"] if regression else row["answer"],
-        "case": "regression" if regression else "confirmed",
         "asked": row["question"],
-        "answer_given": row["answer"],
-        **{k: v for k, v in row.items() if k not in ("id", "question", "answer")},
+        "case": "regression" if regression else "confirmed",
+        **{k: v for k, v in row.items() if k not in ("id", "question")},
     }
+    if regression:
+        record["symbols"] = find_symbols(row["comment"], prefixes)
+    return record
 
 
-def write_jsonl(rows: list[dict[str, Any]], out: TextIO) -> None:
+def write_jsonl(rows: list[dict[str, Any]], out: TextIO, prefixes: list[str]) -> None:
     for row in rows:
-        out.write(json.dumps(eval_record(row), ensure_ascii=False) + "\n")
+        out.write(json.dumps(eval_record(row, prefixes), ensure_ascii=False) + "\n")
 
 
-def write_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
+def write_csv(rows: list[dict[str, Any]], out: TextIO, prefixes: list[str]) -> None:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for row in rows:
@@ -95,10 +98,11 @@ def run_export(args: argparse.Namespace, config: Config) -> int:
         raise ConfigError(f"no feedback yet: {path} does not exist")
     rows = FeedbackStore(path).rows(since=args.since, vote=args.vote)
     write = write_jsonl if args.format == "jsonl" else write_csv
+    prefixes = config.profile.symbol_prefixes
     if args.out:
         with Path(args.out).open("w", encoding="utf-8", newline="") as out:
-            write(rows, out)
+            write(rows, out, prefixes)
         print(f"wrote {len(rows)} votes to {args.out}", file=sys.stderr)
     else:
-        write(rows, sys.stdout)
+        write(rows, sys.stdout, prefixes)
     return 0
