@@ -448,3 +448,29 @@ def test_the_bit_parallel_edit_distance_matches_the_table():
         assert _osa_distance(a, b) == table(a, b), (a, b)
     assert _osa_distance("kspsettolerence", "kspsettolerances") == 2
     assert _osa_distance("kspslove", "kspsolve") == 1
+
+
+def test_a_generated_answer_with_a_wrong_name_is_flagged_or_replaced(library):
+    """The answer pipeline with the real check: kept and flagged without fallback, else
+    replaced by the extractive answer with the names in the reason."""
+    from test_guard import assistant_with, run
+
+    config, _ = library
+    reply = "Call KSPSetTolerence() after KSPSolve(), not MatGetSubMatrix() [1]."
+    question = "How do I set the tolerances with KSPSetTolerances?"
+    kept = assistant_with(config, reply, fallback=False)
+    kept.name_check = name_flags(kept.retriever.store, config.profile)
+    answer = run(kept, question)[-1].answer
+    assert answer.text == reply
+    named = [f for f in answer.flags if f["type"] in ("unknown_name", "removed_name")]
+    assert [(f["type"], f["text"], reply[f["start"] : f["end"]]) for f in named] == [
+        ("unknown_name", "KSPSetTolerence", "KSPSetTolerence"),
+        ("removed_name", "MatGetSubMatrix", "MatGetSubMatrix"),
+    ]
+    replaced = assistant_with(config, reply)
+    replaced.name_check = kept.name_check
+    events = run(replaced, question)
+    reset = next(e for e in events if e.kind == "reset")
+    assert "KSPSetTolerence" in reset.reason and "MatGetSubMatrix" in reset.reason
+    note, body = events[-1].answer.text.split("\n", 1)
+    assert "KSPSetTolerence" in note and "KSPSetTolerence" not in body
