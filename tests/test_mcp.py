@@ -185,11 +185,17 @@ def tools_config(tmp_path_factory, embedder):
 
 
 @pytest.fixture(scope="module")
-def api_url(tools_config, serve_app) -> str:
-    from sciknow.serve.api import create_app
+def assistant(tools_config):
     from sciknow.serve.factory import build_assistant
 
-    return serve_app(create_app(build_assistant(copy.deepcopy(tools_config))))
+    return build_assistant(copy.deepcopy(tools_config))
+
+
+@pytest.fixture(scope="module")
+def api_url(assistant, serve_app) -> str:
+    from sciknow.serve.api import create_app
+
+    return serve_app(create_app(assistant))
 
 
 # ----- the agent endpoints of `sciknow serve` ---------------------------------------------
@@ -301,10 +307,13 @@ def test_openapi_lists_the_agent_endpoints(api_url):
 # ----- the MCP server, as a subprocess driven by the SDK's client ----------------------------
 
 
-def mcp_env(api_url: str) -> dict[str, str]:
-    """The test's environment, pointing `sciknow mcp` at `api_url` (which wants no token)."""
+def mcp_env(api_url: str, api_token: str | None = None) -> dict[str, str]:
+    """The test's environment, pointing `sciknow mcp` at `api_url` with `api_token`."""
     env = {k: v for k, v in os.environ.items() if k != "SCIKNOW_API_TOKEN"}
-    return env | {"SCIKNOW_MCP__API_URL": api_url}
+    env["SCIKNOW_MCP__API_URL"] = api_url
+    if api_token:
+        env["SCIKNOW_API_TOKEN"] = api_token
+    return env
 
 
 def mcp_command(*args: str) -> list[str]:
@@ -318,9 +327,9 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def stdio_session(api_url: str):
+async def stdio_session(api_url: str, api_token: str | None = None):
     command, *args = mcp_command("--transport", "stdio")
-    params = StdioServerParameters(command=command, args=args, env=mcp_env(api_url))
+    params = StdioServerParameters(command=command, args=args, env=mcp_env(api_url, api_token))
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         yield session
@@ -474,15 +483,22 @@ def test_http_server_refuses_a_missing_or_wrong_token(mcp_http):
     hello = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         refused = httpx.post(mcp_http, json=hello, headers=headers)
-        assert refused.status_code == 401 and "bearer token" in refused.text
+        assert refused.status_code == 401 and "Bearer" in refused.text
 
 
-def test_http_off_localhost_needs_a_token():
-    env = mcp_env("http://127.0.0.1:9")
-    command = mcp_command("--transport", "http", "--host", "0.0.0.0", "--port", str(free_port()))
-    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 2
-    assert "--host 0.0.0.0 exposes the MCP server" in refused.stderr
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--host", "0.0.0.0"], "refusing to serve MCP on 0.0.0.0 without a token"),
+        (["--token", "t", "--no-auth"], "give --token or --no-auth, not both"),
+    ],
+)
+def test_http_off_localhost_needs_a_token(options, message):
+    command = mcp_command("--transport", "http", "--port", str(free_port()), *options)
+    refused = subprocess.run(
+        command, env=mcp_env("http://127.0.0.1:9"), capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and message in refused.stderr
 
 
 def test_a_down_api_is_a_tool_error_that_says_what_to_do():
@@ -490,5 +506,20 @@ def test_a_down_api_is_a_tool_error_that_says_what_to_do():
         async with stdio_session(f"http://127.0.0.1:{free_port()}") as session:
             message = await error_of(session, "search", query="KSP")
             assert "sciknow serve is not reachable" in message and "sciknow serve" in message
+
+    asyncio.run(scenario())
+
+
+def test_the_api_token_is_sent_to_sciknow_serve(assistant, serve_app):
+    from sciknow.serve.api import create_app
+
+    guarded = serve_app(create_app(assistant, token="api-s3cret"))
+
+    async def scenario() -> None:
+        async with stdio_session(guarded, api_token="api-s3cret") as session:
+            assert (await call(session, "lookup", name="KSPSetTolerances"))["found"]
+        async with stdio_session(guarded) as session:
+            message = await error_of(session, "lookup", name="KSPSetTolerances")
+            assert "refused the request: set SCIKNOW_API_TOKEN" in message
 
     asyncio.run(scenario())

@@ -18,8 +18,6 @@ The HTTP transport (streamable HTTP at `/mcp`) follows `sciknow serve`'s rule: i
 from __future__ import annotations
 
 import argparse
-import hmac
-import ipaddress
 import os
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -321,48 +319,27 @@ def render_document(doc: dict[str, Any]) -> str:
     return f"# {doc['title']}\n\n{where}\n\n{doc['text']}\n"
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def http_token(args: argparse.Namespace) -> str | None:
+    """The token HTTP clients must send, by `sciknow serve`'s rule: `--token` or
+    `SCIKNOW_API_TOKEN`; none with `--no-auth`; a non-local address refused without one."""
+    from sciknow.serve.access import is_loopback
 
-
-class BearerAuth:
-    """ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`."""
-
-    def __init__(self, app: Any, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                from starlette.responses import JSONResponse
-
-                response = JSONResponse({"detail": "missing or wrong bearer token"}, 401)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def http_token(host: str, token: str | None, no_auth: bool) -> str | None:
-    """The token HTTP clients must send; refuses an open non-local address."""
-    if no_auth:
+    if args.no_auth:
+        if args.token:
+            raise ConfigError("give --token or --no-auth, not both")
         return None
-    if not token and not is_loopback(host):
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if token is None and not is_loopback(args.host):
         raise ConfigError(
-            f"--host {host} exposes the MCP server beyond this machine: pass --token "
-            f"(or set {TOKEN_ENV}), or --no-auth on a trusted network"
+            f"refusing to serve MCP on {args.host} without a token: set {TOKEN_ENV} (or pass "
+            "--token), or pass --no-auth to let anyone who reaches it use it"
         )
-    return token or None
+    return token
 
 
 def run_mcp(args: argparse.Namespace, config: Config) -> int:
     """Serve the tools over stdio (for an agent that starts us) or streamable HTTP."""
+    token = http_token(args) if args.transport == "http" else None
     api_url = args.api_url or config.mcp.api_url
     server = build_server(
         SciknowAPI(api_url, os.environ.get(TOKEN_ENV), config.mcp.timeout_s),
@@ -373,10 +350,11 @@ def run_mcp(args: argparse.Namespace, config: Config) -> int:
         return 0
     import uvicorn
 
-    token = http_token(args.host, args.token or os.environ.get(TOKEN_ENV), args.no_auth)
+    from sciknow.serve.access import TokenGate
+
     app = server.streamable_http_app(host=args.host)
+    app = TokenGate(app, token) if token else app
     log_level = "info" if args.verbose else "warning"
-    app = BearerAuth(app, token) if token else app
     uvicorn.run(app, host=args.host, port=args.port, log_level=log_level)
     return 0
 
