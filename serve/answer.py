@@ -204,7 +204,9 @@ class Assistant:
             answer.flags += self._summary_flags(summary, summary_prompt, answer.text, flags)
         elif flags:
             answer.flags.append({"type": "skipped", "reason": NO_LOGPROB_FLAGS})
-        answer.flags += self._name_flags(answer.text)
+        # The fallback note quotes the bad names of the generated answer: not checked again.
+        skip = len(note) if note and answer.text.startswith(note) else 0
+        answer.flags += self._name_flags(answer.text, skip)
         yield Event("answer", answer=answer)
 
     def _summary_prompt(self, query: str, evidence: list[Evidence]) -> list[Message]:
@@ -326,8 +328,16 @@ class Assistant:
             if close is not None:
                 close()
 
-    def _name_flags(self, text: str) -> list[dict[str, Any]]:
-        return self.name_check(text) if self.name_check is not None else []
+    def _name_flags(self, text: str, skip: int = 0) -> list[dict[str, Any]]:
+        """Unknown- and removed-name flags of `text[skip:]`, offsets into `text`."""
+        if self.name_check is None:
+            return []
+        flags = self.name_check(text[skip:])
+        for flag in flags:
+            for key in ("start", "end"):
+                if key in flag:
+                    flag[key] += skip
+        return flags
 
     def _abstain(self, evidence: list[Evidence], timings: dict[str, float]) -> Answer:
         closest = [
