@@ -2,7 +2,8 @@
 docs, man pages and tutorials written here, the agent endpoints it serves, and the MCP
 server run as a subprocess (stdio and streamable HTTP) driven by the SDK's own client.
 
-Answers are extractive (no model loads), so every call is fast and deterministic.
+Answers are extractive (no model loads), so every call is fast and deterministic; one test
+replays a scripted generation to show a generated, cited answer relayed as is.
 """
 
 from __future__ import annotations
@@ -521,5 +522,34 @@ def test_the_api_token_is_sent_to_sciknow_serve(assistant, serve_app):
         async with stdio_session(guarded) as session:
             message = await error_of(session, "lookup", name="KSPSetTolerances")
             assert "refused the request: set SCIKNOW_API_TOKEN" in message
+
+    asyncio.run(scenario())
+
+
+def test_ask_relays_a_generated_answer_with_its_citations(assistant, serve_app):
+    """A scripted backend stands in for the model: the MCP answer is the pipeline's."""
+    from test_guard import ScriptedBackend
+
+    from sciknow.serve.answer import Assistant
+    from sciknow.serve.api import create_app
+
+    reply = "Call KSPSetTolerances() with the new rtol, or pass -ksp_rtol at run time [1]."
+    generating = Assistant(
+        assistant.retriever,
+        ScriptedBackend(reply),
+        assistant.settings,
+        mode="generative",
+        name_check=assistant.name_check,
+    )
+    url = serve_app(create_app(generating))
+
+    async def scenario() -> None:
+        async with stdio_session(url) as session:
+            answer = await call(session, "ask", question="How do I set the KSP relative tolerance?")
+            assert answer["text"] == reply and not answer["abstained"]
+            assert [c["n"] for c in answer["citations"]] == [1]
+            cited = answer["citations"][0]
+            assert cited["resource"] == "sciknow://doc/" + quote(cited["doc_id"], safe="")
+            assert answer["flags"] == [] and "tokens_per_s" in answer["timings"]
 
     asyncio.run(scenario())
