@@ -1,22 +1,40 @@
-"""Build the index's parts (store, embedder, chunker) from a `Config`."""
+"""Build the index's parts (store, embedder, chunker) from a `Config`.
+
+The chunker (LangChain's splitter) is imported only by `make_chunker`: the query path
+never chunks, and a command-line search should not pay for it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sciknow.config import Config
-from sciknow.index.chunking import Chunker, approx_tokens, hf_token_counter
 from sciknow.index.embed import Embedder, make_embedder, package_model_dir
 from sciknow.index.store import Store
+
+if TYPE_CHECKING:
+    from sciknow.index.chunking import Chunker
 
 
 def open_store(config: Config) -> Store:
     return Store(config.data_path)
 
 
-def load_embedder(config: Config) -> Embedder:
+def load_embedder(config: Config, store: Store | None = None) -> Embedder:
+    """The configured embedder; with `store`, one that can query its index (see
+    `Store.check_query_embedder`)."""
     models = config.models
-    return make_embedder(models.embedder, models.threads, models.embed_batch)
+    embedder = make_embedder(
+        models.embedder,
+        models.threads,
+        models.embed_batch,
+        models.embedder_backend,
+        models.embedder_quantization,
+    )
+    if store is not None:
+        store.check_query_embedder(embedder.name)
+    return embedder
 
 
 def _tokenizer_file(spec: str) -> Path | None:
@@ -33,6 +51,8 @@ def _tokenizer_file(spec: str) -> Path | None:
 
 
 def make_chunker(config: Config) -> Chunker:
+    from sciknow.index.chunking import Chunker, approx_tokens, hf_token_counter
+
     file = _tokenizer_file(config.models.embedder)
     return Chunker(
         max_tokens=config.ingest.chunk_tokens,

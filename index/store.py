@@ -138,6 +138,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def same_model(first: str, second: str) -> bool:
+    """Whether two embedder names differ at most in their runtime (`st:model+onnx-int8`)."""
+    return first.partition("+")[0] == second.partition("+")[0]
+
+
 def _kinds_key(kinds: Collection[str]) -> str:
     """A set of kinds as stored in the meta table: sorted, comma-joined."""
     return ",".join(sorted(set(kinds)))
@@ -436,8 +441,10 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._remove_stray_generations()
+            policy_changed = self.unembedded_kinds_differ(unembedded_kinds) or (
+                self.embedder_differs(embedder_name)
+            )
             self._check_embedder(embedder_name, dimension)
-            policy_changed = self.unembedded_kinds_differ(unembedded_kinds)
             writer = Writer(self)
             yield writer
             if writer.changed or policy_changed or self.generation() == 0:
@@ -459,13 +466,40 @@ class Store:
             raise
         self._remove_stray_generations()
 
-    def _check_embedder(self, name: str, dimension: int) -> None:
+    def embedder_differs(self, name: str) -> bool:
+        """Whether the committed vectors were made by another embedder than `name`."""
         current = self.meta_value("embedder")
-        if current and current != name and self.generation() > 0:
+        return bool(current) and current != name and self.generation() > 0
+
+    def check_query_embedder(self, name: str) -> None:
+        """Refuse to search with query vectors of another embedder or runtime than the
+        index's: vectors of two runtimes agree only within a tolerance."""
+        if not self.embedder_differs(name):
+            return
+        current = self.meta_value("embedder") or ""
+        fix = (
+            "run `sciknow ingest` to re-embed its chunks with this runtime (nothing is "
+            "re-read), or set models.embedder_backend to the one that built it"
+            if same_model(current, name)
+            else "configure the embedder that built it, or use another --data-dir"
+        )
+        raise RuntimeError(
+            f"the index in {self.root} was built with embedder {current!r}, not the "
+            f"configured {name!r}: {fix}"
+        )
+
+    def check_ingest_embedder(self, name: str) -> None:
+        """Another runtime of the same model (`model+runtime` names) may re-embed the
+        index; another model is refused."""
+        current = self.meta_value("embedder")
+        if self.embedder_differs(name) and not same_model(current or "", name):
             raise RuntimeError(
                 f"this index was built with embedder {current!r}, not {name!r}; "
                 "use another --data-dir or delete this one to rebuild"
             )
+
+    def _check_embedder(self, name: str, dimension: int) -> None:
+        self.check_ingest_embedder(name)
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('dimension', ?)", (str(dimension),))
 

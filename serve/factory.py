@@ -42,7 +42,8 @@ def build_retriever(
         from sciknow.rerank.llm import LLMReranker
 
         reranker = LLMReranker(backend or build_backend(config), config.profile.display_name)
-    return HybridRetriever(store, load_embedder(config), config.retrieval, config.profile, reranker)
+    embedder = load_embedder(config, store)  # refuses vectors of another runtime
+    return HybridRetriever(store, embedder, config.retrieval, config.profile, reranker)
 
 
 def build_assistant(

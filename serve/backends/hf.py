@@ -36,17 +36,11 @@ from typing import Any
 
 import torch
 
+from sciknow.index.export import model_cache
 from sciknow.serve.backends.base import BackendError, GenToken, Message, ScoredSequence
 
 ROW_CHUNK = 256  # hidden rows turned into log-softmaxed logits at once
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (1, heads, n, dim)
-
-
-def model_cache() -> Path:
-    """Where converted models are kept: `$SCIKNOW_MODEL_CACHE`, else `~/.cache/sciknow`."""
-    configured = os.environ.get("SCIKNOW_MODEL_CACHE")
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(configured) if configured else Path(base) / "sciknow"
 
 
 def converted_copy(gguf: Path, cache: Path | None = None) -> Path:
