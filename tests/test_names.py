@@ -282,12 +282,17 @@ def test_issue_records_and_flags(checker):
 def test_the_checker_is_cached_per_index_generation(library, embedder, tmp_path):
     """A re-ingest that adds a man page makes its name known to the next check."""
     import shutil
+    import sqlite3
 
     from sciknow.index.factory import open_store
 
     config, repo = library
     data = tmp_path / "data"
-    shutil.copytree(config.data_path, data)
+    # Other tests hold the source index open: fold its write-ahead log into the file,
+    # then copy without the -wal/-shm files, which come and go with connections.
+    with sqlite3.connect(config.data_path / "index.sqlite") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copytree(config.data_path, data, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
     copied = load_config(environ={"SCIKNOW_DATA_DIR": str(data)})
     store = open_store(copied)
     check = name_flags(store, copied.profile)
