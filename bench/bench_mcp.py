@@ -57,7 +57,7 @@ async def measure(
     """Per call, the in-process time and the MCP round trip, taken one after the other so
     that both see the same load."""
     retriever = build_retriever(config)
-    store, profile = retriever.store, config.profile
+    store, profile, weights = retriever.store, config.profile, config.retrieval.kind_weights
     env = {**os.environ, "SCIKNOW_MCP__API_URL": api_url}
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "sciknow.ui.cli", "mcp"], env=env
@@ -80,7 +80,8 @@ async def measure(
                 for q in questions
             ],
             "lookup": [
-                (lambda n=n: lookup(store, profile, n), "lookup", {"name": n}) for n in names
+                (lambda n=n: lookup(store, profile, n, weights), "lookup", {"name": n})
+                for n in names
             ],
         }
         for local, tool, arguments in (calls["search"][0], calls["lookup"][0]):  # warm up

@@ -18,6 +18,8 @@ the index only; nothing takes the generation lock.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -32,6 +34,9 @@ from sciknow.serve.names import NameChecker
 if TYPE_CHECKING:
     from sciknow.serve.answer import Assistant
 
+EMPTY: Mapping[str, float] = MappingProxyType({})
+MAX_MENTIONS = 3
+MENTION_CANDIDATES = 30  # passages naming the symbol, before the kind weights pick 3
 EXAMPLE_PATH_RE = re.compile(r"(?:^|/)ex\w*\.(?:c|cxx|F90|F|py)$")
 MAX_VERIFY_CHARS = 60_000  # the API refuses bodies over 64 KiB anyway
 
@@ -64,6 +69,17 @@ class Definition(BaseModel):
     text: str = Field(description="the whole document as indexed (a man page rendered as text)")
 
 
+class Mention(BaseModel):
+    """A passage that names a symbol the index holds no definition of."""
+
+    doc_id: str
+    kind: str
+    title: str
+    section: str
+    uri: str
+    text: str
+
+
 class LookupResponse(BaseModel):
     name: str
     found: bool
@@ -79,6 +95,10 @@ class LookupResponse(BaseModel):
     suggestions: list[str] = Field(
         description="when not found: close names the index knows, or for a removed name "
         "the replacements its release notes name"
+    )
+    mentions: list[Mention] = Field(
+        description="for a name mentioned only: passages that name it (a docs-only index "
+        "mentions most functions without their man pages)"
     )
 
 
@@ -171,9 +191,12 @@ def documenting_option(store: Store, option: str, limit: int = 5) -> list[Docume
     return found[:limit]
 
 
-def lookup(store: Store, profile: Profile, name: str) -> LookupResponse:
+def lookup(
+    store: Store, profile: Profile, name: str, kind_weights: Mapping[str, float] = EMPTY
+) -> LookupResponse:
     """Definitions of `name`, else the man pages of an option, else examples at a path;
-    when none, why (serve/names.py tells unknown and removed names apart) and what instead."""
+    when none, why (serve/names.py tells unknown and removed names apart) and what instead:
+    passages that mention it (ranked by `retrieval.kind_weights`), or close names."""
     name = clean_name(name)
     matched, docs = "definition", store.defining_documents(name)
     if not docs and OPTION_RE.fullmatch(name):
@@ -184,19 +207,37 @@ def lookup(store: Store, profile: Profile, name: str) -> LookupResponse:
         definitions = [definition(d) for d in docs]
         return LookupResponse(
             name=name, found=True, matched=matched, definitions=definitions, reason="",
-            suggestions=[],
+            suggestions=[], mentions=[],
         )  # fmt: skip
     checker = NameChecker.from_store(store, profile)
     removed = [i for i in checker.check(name) if i.reason == "removed-name" and i.name == name]
+    mentions = [] if removed else mentioning(store, name, kind_weights)
     if removed:
         reason, suggestions = "removed-name", removed[0].suggestions
+    elif mentions:
+        reason, suggestions = "mentioned-only", []
     else:
-        reason = "mentioned-only" if store.known_symbols([name]) else "unknown-name"
-        suggestions = checker.suggest(name)
+        reason, suggestions = "unknown-name", checker.suggest(name)
     return LookupResponse(
         name=name, found=False, matched="", definitions=[], reason=reason,
-        suggestions=suggestions,
+        suggestions=suggestions, mentions=mentions,
     )  # fmt: skip
+
+
+def mentioning(store: Store, name: str, kind_weights: Mapping[str, float]) -> list[Mention]:
+    """Passages that name `name`: the symbol table's order, kinds weighted as in retrieval
+    (docs before release notes and code)."""
+    rowids = [rowid for rowid, _ in store.lookup_symbols([name], MENTION_CANDIDATES)]
+    found = store.evidence(rowids)
+    hits = [found[r] for r in rowids if r in found]
+    hits.sort(key=lambda e: -kind_weights.get(e.kind, 1.0))  # stable: ties keep the order
+    return [
+        Mention(
+            doc_id=e.doc_id, kind=e.kind, title=e.title, section=e.section, uri=e.uri,
+            text=e.text,
+        )
+        for e in hits[:MAX_MENTIONS]
+    ]  # fmt: skip
 
 
 def examples(assistant: Assistant, query: str, k: int) -> ExamplesResponse:
@@ -235,12 +276,13 @@ def make_tools_router(assistant: Assistant) -> APIRouter:
     """The agent endpoints over the assistant's index (see the module docstring)."""
     router = APIRouter(tags=["tools"])
     store, profile = assistant.retriever.store, assistant.retriever.profile
+    kind_weights = assistant.retriever.settings.kind_weights
 
     @router.get("/lookup", response_model=LookupResponse)
     def get_lookup(name: Annotated[str, Query(min_length=1, max_length=200)]) -> LookupResponse:
         if not clean_name(name):
             raise HTTPException(422, "name is empty")
-        return lookup(store, profile, name)
+        return lookup(store, profile, name, kind_weights)
 
     @router.get("/examples", response_model=ExamplesResponse)
     def get_examples(

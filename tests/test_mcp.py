@@ -252,12 +252,14 @@ def test_lookup_says_why_nothing_was_found_and_what_instead(api_url):
     assert misspelled["suggestions"][0] == "KSPSetTolerances"
     assert lookup("Zyzzyva") == {
         "name": "Zyzzyva", "found": False, "matched": "", "definitions": [],
-        "reason": "unknown-name", "suggestions": [],
+        "reason": "unknown-name", "suggestions": [], "mentions": [],
     }  # fmt: skip
     renamed = lookup("KSPSetTol")
     assert (renamed["reason"], renamed["suggestions"]) == ("removed-name", ["KSPSetTolerances"])
     called = lookup("KSPSolve")  # the tutorial calls it, no man page defines it
     assert not called["found"] and called["reason"] == "mentioned-only"
+    assert called["suggestions"] == [] and EXAMPLE_ID in [m["doc_id"] for m in called["mentions"]]
+    assert all("KSPSolve" in m["text"] for m in called["mentions"])
     assert httpx.get(f"{api_url}/lookup", params={"name": ""}).status_code == 422
     assert httpx.get(f"{api_url}/lookup", params={"name": "()"}).status_code == 422
 
@@ -398,6 +400,9 @@ async def exercise(session: ClientSession) -> None:
     assert not misspelled["found"] and misspelled["suggestions"][0] == "KSPSetTolerances"
     renamed = await call(session, "lookup", name="KSPSetTol")
     assert (renamed["reason"], renamed["suggestions"]) == ("removed-name", ["KSPSetTolerances"])
+    called = await call(session, "lookup", name="KSPSolve")
+    assert called["reason"] == "mentioned-only"
+    assert called["mentions"][0]["resource"].startswith("sciknow://doc/")
 
     answer = await call(session, "ask", question="How do I set the relative tolerance for KSP?")
     assert not answer["abstained"] and "[1]" in answer["text"]

@@ -186,13 +186,15 @@ doc_id and resource (the sciknow://doc/ URI of the whole document).""",
 enum or macro (its man page or definition), an option such as -ksp_rtol (the man pages
 that document it) or an example by path or file name (ex2.c, src/ksp/tutorials/ex2.c).
 Case and a trailing "()" do not matter. Returns {{"name", "found", "matched"
-("definition", "option" or "example"), "definitions": [...], "reason", "suggestions"}}; each
-definition has doc_id, kind, name, title, uri, resource, summary, synopsis,
-input_parameters and output_parameters ([{{"name", "description"}}]), options, level,
-seealso, notes, language, test_args and text. When found is false, reason says why:
-"unknown-name" (the index knows no such name; suggestions are the closest real names),
-"removed-name" (release notes say it was removed; suggestions are its replacements) or
-"mentioned-only" (a real name whose reference is not indexed: search for it instead).""",
+("definition", "option" or "example"), "definitions", "reason", "suggestions",
+"mentions"}}. Each definition has doc_id, kind, name, title, uri, resource, summary,
+synopsis, input_parameters and output_parameters ([{{"name", "description"}}]), options,
+level, seealso, notes, language, test_args and text. When found is false, reason says
+why: "unknown-name" (the index knows no such name; suggestions are the closest real
+names), "removed-name" (release notes say it was removed; suggestions are its
+replacements) or "mentioned-only" (a real name whose reference is not indexed; mentions
+lists up to three passages that name it: doc_id, kind, title, section, uri, resource,
+text).""",
     )
     async def lookup(
         name: Annotated[
@@ -202,7 +204,8 @@ seealso, notes, language, test_args and text. When found is false, reason says w
         ],
     ) -> dict[str, Any]:
         found = await api.get("/lookup", name=name)
-        found["definitions"] = [_with_resource(d, d["doc_id"]) for d in found["definitions"]]
+        for key in ("definitions", "mentions"):
+            found[key] = [_with_resource(item, item["doc_id"]) for item in found[key]]
         return found
 
     @server.tool(
