@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -34,7 +33,6 @@ from sciknow.serve.names import NameChecker
 if TYPE_CHECKING:
     from sciknow.serve.answer import Assistant
 
-EMPTY: Mapping[str, float] = MappingProxyType({})
 MAX_MENTIONS = 3
 MENTION_CANDIDATES = 30  # passages naming the symbol, before the kind weights pick 3
 EXAMPLE_PATH_RE = re.compile(r"(?:^|/)ex\w*\.(?:c|cxx|F90|F|py)$")
@@ -144,6 +142,7 @@ def _pairs(items: Any) -> list[Parameter]:
 
 
 def definition(doc: Document) -> Definition:
+    """The reference fields of a document: a man page's parsed parts, an example's tests."""
     meta = doc.meta
     fields: dict[str, Any] = {
         "doc_id": doc.id,
@@ -192,7 +191,7 @@ def documenting_option(store: Store, option: str, limit: int = 5) -> list[Docume
 
 
 def lookup(
-    store: Store, profile: Profile, name: str, kind_weights: Mapping[str, float] = EMPTY
+    store: Store, profile: Profile, name: str, kind_weights: Mapping[str, float]
 ) -> LookupResponse:
     """Definitions of `name`, else the man pages of an option, else examples at a path;
     when none, why (serve/names.py tells unknown and removed names apart) and what instead:
