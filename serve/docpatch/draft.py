@@ -172,7 +172,8 @@ def _credit(reference: Any) -> str:
     who = f"{reference.author}{' (maintainer)' if reference.maintainer else ''}, "
     who = who if reference.author else ""
     when = f"{reference.date}, " if reference.date else ""
-    return f"{reference.title}: {who}{when}{reference.uri}"
+    title = "" if reference.title == reference.uri else f"{reference.title}: "
+    return f"{title}{who}{when}{reference.uri}"
 
 
 def _where(target: Target) -> str:
