@@ -38,7 +38,7 @@ class DocsRepo:
             cwd=cwd,
             input=stdin,
             capture_output=True,
-            text=True,
+            encoding="utf-8",
             env={**os.environ, **(env or {})},
             check=False,
         )

@@ -381,6 +381,6 @@ def validate(
         f"{len(report.names)} library names checked against the index",
         "links and cross-references resolve; web links come from the evidence",
         "no e-mail address or secret",
-        f"size within limits ({settings.max_added_lines} added lines)",
+        f"size within limits (at most {settings.max_added_lines} added lines)",
     ]
     return report
