@@ -234,21 +234,34 @@ def plot(report: dict[str, Any], path: Path) -> None:
         values = [run.get(k) if run.get(k) is not None else float("nan") for k in keys]
         positions = [j + i * height for j in range(len(keys))]
         bars.barh(positions, values, height=height, label=run["name"])
+        for y, value in zip(positions, values, strict=True):
+            if value == value:  # not NaN
+                bars.annotate(f" {value:.2f}", (value, y), va="center", fontsize="x-small")
     bars.set_yticks([j + height * (len(runs) - 1) / 2 for j in range(len(keys))])
     bars.set_yticklabels([labels[k] for k in keys], fontsize="small")
     bars.invert_yaxis()
     bars.set(xlim=(0, 1), title=f"answers ({report['mode']})")
     bars.grid(axis="x", alpha=0.3)
     bars.legend(loc="lower right", fontsize="small")
-    names = [r["name"] for r in runs]
-    seconds = [(r.get("total_ms_p50") or float("nan")) / 1000 for r in runs]
-    times.barh(names, seconds, color="grey")
-    times.invert_yaxis()
-    times.set_xscale("log")
-    times.set(xlabel="answer time p50, s", title="time")
+    _time_bars(times, runs)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _time_bars(ax: Any, runs: list[dict[str, Any]]) -> None:
+    """Answer time p50 per run, labelled; a log axis once the runs differ 20-fold."""
+    seconds = [(r.get("total_ms_p50") or float("nan")) / 1000 for r in runs]
+    ax.barh([r["name"] for r in runs], seconds, color="grey")
+    for i, value in enumerate(seconds):
+        ax.annotate(f" {value:.2f} s", (value, i), va="center", fontsize="small")
+    present = [v for v in seconds if v > 0]
+    if present and max(present) >= 20 * min(present):
+        ax.set_xscale("log")
+    else:
+        ax.set_xlim(0, 1.3 * max(present, default=1.0))
+    ax.invert_yaxis()
+    ax.set(xlabel="answer time p50, s", title="time")
 
 
 def plot_flags(report: dict[str, Any], path: Path) -> None:
