@@ -5,10 +5,10 @@
 Starts `sciknow serve` over the index (extractive answers: nothing loads a model) and
 `sciknow mcp` over stdio as an agent would, then times, per FAQ question, `search` (k = 8)
 and `lookup` of each library name the question uses, through the SDK's `ClientSession`
-and in this process (`HybridRetriever.search`, `routes_tools.lookup`), one right after the
-other so both see the same load. The MCP path adds JSON-RPC over pipes, the MCP server,
-HTTP to the API and JSON both ways; the target is a p95 of that overhead (per call: MCP
-minus in-process) under 100 ms.
+and in this process (`HybridRetriever.search`, `routes_tools.lookup`), alternated so both
+see the same load; each is the fastest of `--repeat` runs. The MCP path adds JSON-RPC over
+pipes, the MCP server, HTTP to the API and JSON both ways; the target is a p95 of that
+overhead (per call: MCP minus in-process) under 100 ms.
 """
 
 from __future__ import annotations
@@ -41,21 +41,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def fastest_ms(call: Callable[[], Any], repeat: int) -> float:
-    """The fastest of `repeat` runs, in ms (the machine is shared)."""
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        best = min(best, (time.perf_counter() - started) * 1000)
-    return best
+def elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 async def measure(
     config: Any, api_url: str, questions: list[str], names: list[str], repeat: int
 ) -> dict[str, dict[str, list[float]]]:
-    """Per call, the in-process time and the MCP round trip, taken one after the other so
-    that both see the same load."""
+    """Per call, the in-process time and the MCP round trip, alternated so that both see
+    the same load."""
     retriever = build_retriever(config)
     store, profile, weights = retriever.store, config.profile, config.retrieval.kind_weights
     env = {**os.environ, "SCIKNOW_MCP__API_URL": api_url}
@@ -65,14 +59,18 @@ async def measure(
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
 
-        async def round_trip(tool: str, arguments: dict[str, Any]) -> float:
-            best = float("inf")
+        async def pair(local: Callable[[], Any], tool: str, arguments: dict) -> tuple[float, float]:
+            """The fastest in-process run and MCP round trip of `repeat`, alternated."""
+            best_local = best_mcp = float("inf")
             for _ in range(repeat):
                 started = time.perf_counter()
+                local()
+                best_local = min(best_local, elapsed_ms(started))
+                started = time.perf_counter()
                 result = await session.call_tool(tool, arguments)
-                best = min(best, (time.perf_counter() - started) * 1000)
+                best_mcp = min(best_mcp, elapsed_ms(started))
                 assert not result.is_error, result.content[0].text
-            return best
+            return best_local, best_mcp
 
         calls = {
             "search": [
@@ -84,15 +82,12 @@ async def measure(
                 for n in names
             ],
         }
-        for local, tool, arguments in (calls["search"][0], calls["lookup"][0]):  # warm up
-            local()
-            await round_trip(tool, arguments)
+        for row in (calls["search"][0], calls["lookup"][0]):  # warm up both paths
+            await pair(*row)
         times: dict[str, dict[str, list[float]]] = {}
         for kind, rows in calls.items():
-            times[kind] = {"local": [], "mcp": []}
-            for local, tool, arguments in rows:
-                times[kind]["local"].append(fastest_ms(local, repeat))
-                times[kind]["mcp"].append(await round_trip(tool, arguments))
+            measured = [await pair(*row) for row in rows]
+            times[kind] = {"local": [m[0] for m in measured], "mcp": [m[1] for m in measured]}
         return times
 
 
@@ -135,7 +130,7 @@ def main() -> None:
     parser.add_argument("--data-dir", help="the index (default: the config's data_dir)")
     parser.add_argument("--questions", type=Path, default=Path("../shared/eval/faq_dev.jsonl"))
     parser.add_argument("--n", type=int, default=50, help="questions")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per call; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per call; the fastest counts")
     parser.add_argument("--out", type=Path, default=Path("bench/results/mcp.json"))
     args = parser.parse_args()
     environ = {**os.environ, **({"SCIKNOW_DATA_DIR": args.data_dir} if args.data_dir else {})}
