@@ -132,9 +132,8 @@ def _with_resource(item: dict[str, Any], doc_id: str) -> dict[str, Any]:
 
 def build_server(api: SciknowAPI, library: str = "PETSc") -> Any:
     """The MCP server: five tools and the document resource template, all over `api`."""
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver import MCPServer, ResourceSecurity
     from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-    from mcp.server.mcpserver.resources.templates import ResourceSecurity
     from mcp.types import ToolAnnotations
 
     server = MCPServer(
