@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from sciknow.serve.attribution import attribute
+from sciknow.serve.attribution import attribute, candidate_terms, marginalize
 from sciknow.serve.backends.base import Backend, GenToken
 from sciknow.serve.backends.factory import make_backend
 from sciknow.serve.flags import answer_flags
@@ -54,6 +54,13 @@ ANSWER = (
     " solve stopped, and -ksp_view to check the solver and preconditioner."
 )
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "petsc-doc"
+RESULTS = Path(__file__).resolve().parent / "results"
+PAIRS = {  # plain-text prompt/response pairs of the exact-value comparison (issue 13)
+    "einstein": (
+        "What year did Albert Einstein visit Mars?",
+        " Albert Einstein never visited Mars.",
+    ),
+}
 
 
 def clock() -> dict[str, float]:
@@ -218,6 +225,49 @@ def flag_timing(backend: Backend, data_dir: str | None) -> dict[str, Any]:
     return out
 
 
+def exact_values(backend: Backend, pair: str) -> dict[str, Any]:
+    """Exact (full-vocabulary) attribution of a pair, position by position, cheapest (shortest
+    suffix) first. Each finished position is written at once to
+    `results/exact-<pair>.json` (values, seconds) and `exact-<pair>-<mu>.npy` (the terms
+    ℓ_den, ℓ_num of every token, for studying estimators offline); positions already in the
+    JSON are skipped, so an interrupted run resumes."""
+    prompt_text, response_text = PAIRS[pair]
+    prompt, response = backend.tokenize(prompt_text), backend.tokenize(response_text)
+    ids, vocab = prompt + response, backend.max_top_k
+    RESULTS.mkdir(exist_ok=True)
+    out_path = RESULTS / f"exact-{pair}.json"
+    base = backend.score([ids])[0]
+    report = json.loads(out_path.read_text()) if out_path.exists() else {}
+    report |= {"backend": backend.name, "prompt": prompt_text, "response": response_text}
+    report |= {"prompt_ids": prompt, "response_ids": response, "vocab": vocab}
+    report["log_p_response"] = math.fsum(base.logprobs[len(prompt) :])
+    done = report.setdefault("positions", {})
+    for mu in range(len(prompt) - 1, 0, -1):
+        if str(mu) in done:
+            continue
+        start = clock()
+        terms = candidate_terms(backend, prompt, response, mu, range(vocab))
+        np.save(RESULTS / f"exact-{pair}-{mu}.npy", terms)
+        s = marginalize(terms[:, 0], terms[:, 1], ids[mu], 0.0, mu, ids[mu])
+        spent = since(start)
+        evaluations = (vocab - 1) * (len(ids) - mu)
+        done[str(mu)] = {
+            "token": backend.detokenize([ids[mu]]),
+            "loga": s.loga,
+            "log_p_marginal": s.log_p_marginal,
+            "log_z_den": s.log_z_den[0],
+            "log_z_num": s.log_z_num[0],
+            "h_i": s.h_i,
+            "h": s.h,
+            "evaluations": evaluations,
+            "seconds": spent,
+            "evaluations_per_second": round(evaluations / spent["wall"], 1),
+        }
+        out_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+        print(json.dumps({mu: done[str(mu)]}, ensure_ascii=False), flush=True)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["transformers", "embedded"], default="transformers")
@@ -225,6 +275,9 @@ def main() -> None:
     parser.add_argument("--data-dir", help="an ingested index for the flags' passages")
     parser.add_argument("--caps", default="4,16", help="max candidates for the fast-path runs")
     parser.add_argument("--ks", default="4,16,64", help="K values of the convergence table")
+    parser.add_argument(
+        "--exact", choices=sorted(PAIRS), help="only compute the exact values of this pair"
+    )
     parser.add_argument(
         "--skip", default="", help="comma list: counts,timing,fast,convergence,scaling,flags"
     )
@@ -234,6 +287,9 @@ def main() -> None:
     start = clock()
     backend = load_backend(args.backend, args.dtype)
     report |= {"backend": backend.name, "load_seconds": since(start)}
+    if args.exact:
+        exact_values(backend, args.exact)
+        return
     prompt, response = backend.tokenize(PROMPT)[:30], backend.tokenize(RESPONSE)[:30]
     parts = {
         "counts": lambda: counts(backend, prompt, response),

@@ -59,7 +59,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -69,6 +69,10 @@ EPSILON = 1e-3  # excluded prior mass per position
 WIDTH = 0.05  # target width of the LogA interval, nats
 MAX_CANDIDATES = 16  # candidates per position for ε
 CERTIFY_CANDIDATES = 256  # candidates per position when they bring the width under WIDTH
+SAMPLES = 384  # tail tokens drawn per position for the statistical estimate
+STRATA = 8  # bands of equal prior mass they are drawn from
+PRIOR_LIST = 8192  # prior tokens listed per position (the unlisted rest is one more stratum)
+Z95 = 1.959964  # two-sided 95 % normal quantile
 SCORE_CHUNK = 512  # candidate sequences per `score` call (bounds memory in brute force)
 _MARKER_RE = re.compile(r"^<\|[^<>|]+\|>$|^</?s>$")
 
@@ -107,6 +111,10 @@ class PositionScore:
     log_p_token_bounds: tuple[float, float]
     h_i: float
     h: float
+    sampled: int = 0  # tail tokens drawn for the statistical estimate (0: none)
+    loga_se: float | None = None  # standard error of `loga` (0 when no tail is left)
+    loga_ci: tuple[float, float] | None = None  # 95 % statistical interval, inside the bounds
+    log_p_token_se: float | None = None
 
     @property
     def width(self) -> float:
@@ -123,6 +131,7 @@ class Attribution:
     log_p_response: float
     evaluations: int
     seconds: float
+    exact: bool = False  # every vocabulary token at every position (brute force)
 
     def at(self, position: int) -> PositionScore | None:
         return next((p for p in self.positions if p.position == position), None)
@@ -185,6 +194,8 @@ class _Position:
     prior: list[tuple[int, float]]  # (token, log p(token | s_<mu)), best first
     terms: dict[int, tuple[float, float]] = field(default_factory=dict)  # v → (ℓ_den, ℓ_num)
     evaluations: int = 0
+    priors: dict[int, float] = field(default_factory=dict)  # v → log p(v | s_<mu), scored
+    strata: list[_Stratum] = field(default_factory=list)  # of the tokens left to sample
 
     def score(self, vocab: int | None) -> PositionScore:
         """Scores over the candidates so far; ε = 0 only when they are the whole vocabulary."""
@@ -196,6 +207,158 @@ class _Position:
         eps = 0.0 if len(tokens) == vocab else max(0.0, 1.0 - covered)
         token = self.ids[self.mu]
         return marginalize(den, num, tokens.index(token), eps, self.mu, token)
+
+    def estimated(self, vocab: int | None) -> PositionScore:
+        """`score`, with the point values replaced by the stratified estimate (exact terms of
+        the tokens not drawn, the drawn ones standing for their strata) and its errors. The
+        interval is clipped to the certified bounds; without `vocab` the unlisted tail
+        cannot be drawn, so no interval is claimed."""
+        result = self.score(vocab)
+        drawn = [s.tokens[: s.taken].tolist() for s in self.strata]
+        skip = {v for tokens in drawn for v in tokens}
+        exact = np.array([t for v, t in self.terms.items() if v not in skip])
+        samples = [
+            (s.mass, len(s.tokens), self._array(tokens, self.priors), self._array(tokens))
+            for s, tokens in zip(self.strata, drawn, strict=True)
+        ]
+        est = estimate_tail(exact, samples)
+        den, num = self.terms[result.token]
+        marginal = _clip(est.log_z_num - est.log_z_den, result.log_p_marginal_bounds)
+        loga = num - den - marginal  # inside the bounds but for rounding, so clipped
+        se, token_se = math.sqrt(est.var_ratio), math.sqrt(est.var_den)
+        low, high = result.loga_bounds
+        half = est.quantile() * se
+        ci = (max(low, loga - half), min(high, loga + half))
+        return replace(
+            result,
+            log_p_marginal=marginal,
+            loga=loga,
+            log_p_token=_clip(den - est.log_z_den, result.log_p_token_bounds),
+            sampled=len(skip),
+            loga_se=se if vocab is not None else None,
+            loga_ci=ci if vocab is not None else None,
+            log_p_token_se=token_se if vocab is not None else None,
+        )
+
+    def _array(self, tokens: list[int], table: dict | None = None) -> np.ndarray:
+        return np.array([(table or self.terms)[v] for v in tokens])
+
+
+@dataclass
+class _Stratum:
+    """Tokens left out of the exact set, alike in prior: a random order of them (`tokens`),
+    of which the first `taken` are drawn (uniformly, without replacement), and their prior
+    mass, known exactly (a band of the listed prior, or the unlisted rest)."""
+
+    tokens: np.ndarray
+    mass: float
+    taken: int = 0
+
+    def draw(self, n: int) -> list[int]:
+        start, self.taken = self.taken, min(len(self.tokens), self.taken + n)
+        return self.tokens[start : self.taken].tolist()
+
+
+@dataclass
+class TailEstimate:
+    """Stratified estimate of LSE ℓ_den and LSE ℓ_num over the whole vocabulary, with the
+    (delta-method) variances of log Ẑ_den and of log Ẑ_num − log Ẑ_den, and the degrees of
+    freedom of the latter (Welch–Satterthwaite over the strata; inf when nothing is drawn)."""
+
+    log_z_den: float
+    log_z_num: float
+    var_den: float
+    var_ratio: float
+    dof: float = math.inf
+
+    def quantile(self, level: float = 0.95) -> float:
+        """The two-sided Student-t quantile of the interval at `level`."""
+        from scipy.stats import t
+
+        return float(t.ppf(0.5 + level / 2, self.dof)) if self.dof < 1e6 else Z95
+
+
+def estimate_tail(
+    exact: np.ndarray, samples: Sequence[tuple[float, int, np.ndarray, np.ndarray]]
+) -> TailEstimate:
+    """Exact terms plus a ratio estimate of each stratum of the rest (module doc, "Estimate").
+
+    `exact` holds rows (ℓ_den, ℓ_num) of the exact set; each sample is (stratum mass M,
+    stratum size N, log priors (n,), rows (n, 2)) of n tokens drawn uniformly without
+    replacement. The stratum's sum of e^ℓ is M · Σ e^ℓ / Σ π over the drawn tokens: exact when
+    n = N, and unbiased as n grows whatever the spread of π inside the stratum.
+    """
+    rows = [exact, *(terms for *_, terms in samples if len(terms))]
+    shift = np.max(np.concatenate(rows), axis=0)  # per column: e^(ℓ − shift) ≤ 1
+    z = np.exp(exact - shift).sum(axis=0)
+    parts = []
+    for mass, size, log_prior, terms in samples:
+        if not len(terms):
+            continue
+        prior, y = np.exp(log_prior), np.exp(terms - shift)
+        ratio = y.sum(axis=0) / prior.sum()
+        z = z + mass * ratio
+        n = len(terms)
+        if 1 < n < size:
+            factor = mass**2 * (1 - n / size) / (n * prior.mean() ** 2)
+            parts.append((factor, n, y - prior[:, None] * ratio))
+    den, ratio = [], []
+    for factor, n, residual in parts:
+        rel = residual / z
+        den.append(factor * float(np.var(rel[:, 0], ddof=1)))
+        ratio.append((factor * float(np.var(rel[:, 1] - rel[:, 0], ddof=1)), n))
+    var_ratio = math.fsum(v for v, _ in ratio)
+    spread = math.fsum(v * v / (n - 1) for v, n in ratio)
+    dof = var_ratio**2 / spread if spread > 0 else math.inf
+    log_z = np.log(z) + shift
+    return TailEstimate(float(log_z[0]), float(log_z[1]), math.fsum(den), var_ratio, dof)
+
+
+def make_strata(
+    prior: Sequence[tuple[int, float]],
+    exact: Iterable[int],
+    exact_mass: float,
+    vocab: int | None,
+    bands: int,
+    rng: np.random.Generator,
+) -> list[_Stratum]:
+    """The tokens outside `exact` in strata: `bands` bands of equal mass over the listed
+    `prior` (best first), then the unlisted rest of a known vocabulary as one more stratum
+    (its mass: 1 − the listed mass − `exact_mass`, the prior mass of exact tokens that are not
+    listed). Without `vocab` the unlisted rest cannot be drawn and is left out."""
+    exact = set(exact)
+    listed = [(v, lp) for v, lp in prior if v not in exact]
+    strata = []
+    if listed:
+        tokens = np.array([v for v, _ in listed])
+        mass = np.exp([lp for _, lp in listed])
+        cum = np.cumsum(mass)
+        edges = np.searchsorted(cum, cum[-1] * np.arange(1, bands) / bands) + 1
+        for part, weights in zip(np.split(tokens, edges), np.split(mass, edges), strict=True):
+            if len(part):
+                strata.append(_Stratum(rng.permutation(part), math.fsum(weights)))
+    if vocab is not None and len(prior) < vocab:
+        known = exact | {v for v, _ in prior}
+        rest = np.array([v for v in range(vocab) if v not in known], dtype=np.int64)
+        mass = 1.0 - math.fsum(math.exp(lp) for _, lp in prior) - exact_mass
+        if len(rest) and mass > 0:
+            strata.append(_Stratum(rng.permutation(rest), mass))
+    return strata
+
+
+def allocate(strata: Sequence[_Stratum], samples: int) -> list[int]:
+    """Draw about `samples` more tokens, each stratum's share in proportion to its mass (the
+    prior's own sampling, stratified), at least 2 from a stratum (for its variance)."""
+    total = math.fsum(s.mass for s in strata)
+    drawn = []
+    for stratum in strata:
+        want = max(2, round(samples * stratum.mass / total)) if total > 0 else 2
+        drawn += stratum.draw(want)
+    return drawn
+
+
+def _clip(value: float, bounds: tuple[float, float]) -> float:
+    return min(max(value, bounds[0]), bounds[1])
 
 
 def _split_sums(scored: ScoredSequence, mu: int, split: int) -> tuple[float, float]:
@@ -215,7 +378,14 @@ def _top_for(prior: list[tuple[int, float]], tail_at_most: float, vocab: int | N
     return int(reached[0]) + 1 if reached.size else len(prior) + 1
 
 
-def _evaluate(backend: Backend, wanted: Iterable[tuple[_Position, Iterable[int]]]) -> None:
+Progress = Callable[[int], None]  # called with the token evaluations just done
+
+
+def _evaluate(
+    backend: Backend,
+    wanted: Iterable[tuple[_Position, Iterable[int]]],
+    progress: Progress | None = None,
+) -> None:
     """Score the candidates of one or more positions, `SCORE_CHUNK` sequences per call: a call
     holding several positions lets the backend share their common parts."""
     jobs = [(p, v) for p, tokens in wanted for v in dict.fromkeys(tokens) if v not in p.terms]
@@ -224,7 +394,10 @@ def _evaluate(backend: Backend, wanted: Iterable[tuple[_Position, Iterable[int]]
         seqs = [[*pos.ids[: pos.mu], v, *pos.ids[pos.mu + 1 :]] for pos, v in chunk]
         for (pos, v), scored in zip(chunk, backend.score(seqs), strict=True):
             pos.terms[v] = _split_sums(scored, pos.mu, pos.split)
+            pos.priors[v] = scored.logprobs[pos.mu] or 0.0
             pos.evaluations += len(pos.ids) - pos.mu
+        if progress:
+            progress(sum(len(pos.ids) - pos.mu for pos, _ in chunk))
 
 
 def _first(pos: _Position, epsilon: float, k_max: int, vocab: int | None) -> list[int]:
@@ -262,19 +435,26 @@ def attribute(
     width: float = WIDTH,
     max_candidates: int = MAX_CANDIDATES,
     certify_candidates: int = CERTIFY_CANDIDATES,
+    samples: int = SAMPLES,
+    strata: int = STRATA,
+    seed: int = 0,
 ) -> Attribution:
     """LogA, its bounds and the entropies of prompt positions, by the fast path.
 
     `positions` defaults to 1..n-1 without special tokens. `epsilon=0` with `max_candidates`
-    at the vocabulary size gives the brute-force numbers (up to summation order).
+    at the vocabulary size gives the brute-force numbers (up to summation order). `samples`
+    tail tokens per position (drawn from `strata` prior bands, seeded) make the statistical
+    estimate; 0 keeps the candidate-set values and no interval.
     """
-    k = min(max(max_candidates, certify_candidates), backend.max_top_k)
+    sampling = Sampling(samples, strata, seed) if samples > 0 else None
+    k = max(max_candidates, certify_candidates, PRIOR_LIST if sampling else 0)
     vocab = vocab_size(backend)
 
     def first(pos: _Position) -> list[int]:
         return _first(pos, epsilon, max_candidates, vocab)
 
-    return _attribute(backend, prompt, response, positions, k, first, width, vocab)
+    k = min(k, backend.max_top_k)
+    return _attribute(backend, prompt, response, positions, k, first, width, vocab, sampling)
 
 
 def brute_force(
@@ -283,16 +463,67 @@ def brute_force(
     response: Sequence[int],
     positions: Iterable[int] | None = None,
     vocab: int | None = None,
+    progress: Progress | None = None,
 ) -> Attribution:
-    """Reference attribution: every token of the vocabulary at every position.
+    """Reference attribution: every token of the vocabulary at every position (`--exact`).
 
     `vocab` defaults to the backend's `vocab_size`, else `max_top_k` (the vocabulary of the
     embedded and transformers backends; not of vLLM, whose `max_top_k` is a logprob cap).
+    Positions run one after another, each over its cached prefix; `progress` hears of every
+    `SCORE_CHUNK` sequences scored.
     """
     size = vocab or vocab_size(backend) or backend.max_top_k
     return _attribute(
-        backend, prompt, response, positions, 0, lambda _: range(size), math.inf, size
+        backend,
+        prompt,
+        response,
+        positions,
+        0,
+        lambda _: range(size),
+        math.inf,
+        size,
+        progress=progress,
     )
+
+
+def exact_cost(
+    backend: Backend,
+    prompt: Sequence[int],
+    response: Sequence[int],
+    positions: Iterable[int],
+    probe: int = 64,
+) -> tuple[int, float]:
+    """Token evaluations of `brute_force` over `positions`, and the seconds they should take,
+    from timing `probe` candidates at the middle position (after a warm-up call)."""
+    ids, chosen = [*prompt, *response], sorted(positions)
+    size = vocab_size(backend) or backend.max_top_k
+    evaluations = len(ids) + (size - 1) * sum(len(ids) - mu for mu in chosen)
+    if not chosen:
+        return evaluations, 0.0
+    mu = chosen[len(chosen) // 2]
+    seqs = [[*ids[:mu], v, *ids[mu + 1 :]] for v in range(min(probe, size))]
+    backend.score(seqs[:1])
+    started = time.perf_counter()
+    backend.score(seqs)
+    rate = len(seqs) * (len(ids) - mu) / (time.perf_counter() - started)
+    return evaluations, evaluations / rate
+
+
+def candidate_terms(
+    backend: Backend,
+    prompt: Sequence[int],
+    response: Sequence[int],
+    mu: int,
+    tokens: Iterable[int],
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """(ℓ_den, ℓ_num) of each of `tokens` at prompt position `mu`, one row per token: the raw
+    terms that brute force sums (benchmarks keep them to study estimators offline)."""
+    ids = [*prompt, *response]
+    pos = _Position(ids, mu, len(prompt), [])
+    tokens = list(tokens)
+    _evaluate(backend, [(pos, tokens)], progress)
+    return np.array([pos.terms[v] for v in tokens])
 
 
 def _attribute(
@@ -304,8 +535,11 @@ def _attribute(
     first: Callable[[_Position], Iterable[int]],
     width: float,
     vocab: int | None,
+    sampling: Sampling | None = None,
+    progress: Progress | None = None,
 ) -> Attribution:
-    """Score the `first` candidates of every position together, then certify each."""
+    """Score the `first` candidates of every position together, certify each, then draw the
+    tail samples of all positions together."""
     started = time.perf_counter()
     ids, n = [*prompt, *response], len(prompt)
     base = backend.score([ids], top_k=top_k)[0]
@@ -316,13 +550,43 @@ def _attribute(
     for mu in chosen:
         found.append(_Position(ids, mu, n, base.top[mu]))
         found[-1].terms[ids[mu]] = _split_sums(base, mu, n)
-    _evaluate(backend, [(pos, first(pos)) for pos in found])
+        found[-1].priors[ids[mu]] = base.logprobs[mu] or 0.0
+    _evaluate(backend, [(pos, first(pos)) for pos in found], progress)
     scores = [_certify(backend, pos, width, vocab) for pos in found]
+    if sampling:
+        _sample(backend, found, sampling, vocab, progress)
+        scores = [pos.estimated(vocab) for pos in found]
     log_p = math.fsum(lp for lp in base.logprobs[n:] if lp is not None)
     evaluations = len(ids) + sum(pos.evaluations for pos in found)
-    return Attribution(
-        list(prompt), list(response), scores, log_p, evaluations, time.perf_counter() - started
-    )
+    seconds = time.perf_counter() - started
+    exact = vocab is not None and all(s.candidates == vocab for s in scores)
+    return Attribution(list(prompt), list(response), scores, log_p, evaluations, seconds, exact)
+
+
+@dataclass
+class Sampling:
+    """How the excluded tail is estimated: `samples` tokens drawn per position from `strata`
+    bands of the prior, with a seeded generator (the same inputs give the same numbers)."""
+
+    samples: int = SAMPLES
+    strata: int = STRATA
+    seed: int = 0
+
+
+def _sample(
+    backend: Backend,
+    found: Sequence[_Position],
+    sampling: Sampling,
+    vocab: int | None,
+    progress: Progress | None = None,
+) -> None:
+    """Stratify the tokens each position left out and score a draw from every stratum."""
+    rng = np.random.default_rng(sampling.seed)
+    for pos in found:
+        listed = {v for v, _ in pos.prior}
+        unlisted = math.fsum(math.exp(pos.priors[v]) for v in pos.terms if v not in listed)
+        pos.strata = make_strata(pos.prior, pos.terms, unlisted, vocab, sampling.strata, rng)
+    _evaluate(backend, [(pos, allocate(pos.strata, sampling.samples)) for pos in found], progress)
 
 
 def _default_positions(backend: Backend, prompt: Sequence[int]) -> list[int]:

@@ -108,7 +108,7 @@ def test_hand_checked_last_prompt_token() -> None:
 def test_hand_checked_bounds_with_two_candidates() -> None:
     """ε = 0.6 keeps the top-1 prior token a, plus the observed b: ε = P(c | a) = 0.2 left out.
     D = log .8, N = log(.1 + .18): log P(r | x_\\μ) ∈ [log .28 − log 1, log .48 − log 1]."""
-    score = attribute(Bigram(), [A, B], [C], positions=[1], epsilon=0.6, width=math.inf)
+    score = attribute(Bigram(), [A, B], [C], [1], epsilon=0.6, width=math.inf, samples=0)
     score = score.positions[0]
     assert score.candidates == 2 and score.epsilon == pytest.approx(0.2)
     assert score.log_z_den == pytest.approx((math.log(0.8), 0.0))
@@ -183,7 +183,9 @@ def _values(score: PositionScore) -> list[tuple[float, tuple[float, float]]]:
 @pytest.mark.parametrize("epsilon", [0.5, 0.1, 1e-2])
 def test_fast_intervals_contain_brute_force(tiny, case, exact, epsilon: float) -> None:
     positions = range(1, len(case[0]))
-    fast = attribute(tiny, *case, positions, epsilon=epsilon, width=math.inf, max_candidates=50)
+    fast = attribute(
+        tiny, *case, positions, epsilon=epsilon, width=math.inf, max_candidates=50, samples=0
+    )
     assert any(s.candidates < tiny.max_top_k for s in fast.positions)  # really restricted
     assert fast.evaluations < exact.evaluations
     for f, e in zip(fast.positions, exact.positions, strict=True):
@@ -204,8 +206,8 @@ def test_fast_matches_brute_force_as_epsilon_goes_to_zero(tiny, case, exact) -> 
 
 def test_width_target_grows_the_candidate_set(tiny, case, exact) -> None:
     """Where the prior's tail allows it, K grows until the LogA interval is narrow enough."""
-    loose = attribute(tiny, *case, epsilon=0.5, width=math.inf, positions=[8])
-    narrow = attribute(tiny, *case, epsilon=0.5, width=0.05, positions=[8])
+    loose = attribute(tiny, *case, epsilon=0.5, width=math.inf, positions=[8], samples=0)
+    narrow = attribute(tiny, *case, epsilon=0.5, width=0.05, positions=[8], samples=0)
     assert narrow.positions[0].width <= 0.05 < loose.positions[0].width
     assert narrow.positions[0].candidates > loose.positions[0].candidates
 
@@ -214,7 +216,7 @@ def test_last_prompt_token_denominator_marginal_is_zero(tiny, case, exact) -> No
     last = exact.positions[-1]
     assert last.position == len(case[0]) - 1
     assert last.log_z_den == pytest.approx((0.0, 0.0), abs=1e-9)
-    fast = attribute(tiny, *case, positions=[last.position], epsilon=0.3, width=math.inf)
+    fast = attribute(tiny, *case, [last.position], epsilon=0.3, width=math.inf, samples=0)
     low, high = fast.positions[0].log_z_den
     assert low < -0.01 and high == pytest.approx(0.0, abs=1e-12)  # [log(1 − ε), 0]
 
@@ -224,7 +226,7 @@ def test_the_observed_token_is_a_candidate_even_outside_the_top_k(tiny) -> None:
     prior = tiny.score([prompt], top_k=50)[0].top[3]
     prompt[3] = prior[-1][0]  # the least likely token under the prior
     response = random_ids(50, 4, seed=5)
-    fast = attribute(tiny, prompt, response, positions=[3], epsilon=0.5, width=math.inf)
+    fast = attribute(tiny, prompt, response, [3], epsilon=0.5, width=math.inf, samples=0)
     exact = brute_force(tiny, prompt, response, positions=[3])
     score = fast.positions[0]
     k = next(i for i in range(50) if 1 - sum(math.exp(lp) for _, lp in prior[: i + 1]) <= 0.5)
@@ -237,7 +239,7 @@ def test_evaluation_counts(tiny, case, exact) -> None:
     prompt, response = case
     length = len(prompt) + len(response)
     assert exact.evaluations == length + 49 * sum(length - mu for mu in range(1, len(prompt)))
-    fast = attribute(tiny, *case, positions=[2, 5], epsilon=0.5, width=math.inf)
+    fast = attribute(tiny, *case, positions=[2, 5], epsilon=0.5, width=math.inf, samples=0)
     expected = sum((s.candidates - 1) * (length - s.position) for s in fast.positions)
     assert fast.evaluations == length + expected
 
