@@ -1,13 +1,19 @@
-"""Ingest and search benchmarks (run by hand; results go in the closing notes).
+"""Ingest and search benchmarks, embedder runtimes side by side (run by hand; README "Speed").
 
-    python bench/bench_ingest.py --docs ../shared/corpus/petsc-doc [--git /path/to/petsc]
+    python bench/bench_ingest.py --docs ../shared/corpus/petsc-doc [--backends torch,openvino]
+        [--git /path/to/petsc] [--search-runs 7] [--keep DIR]
 
-Measures, each ingest in a fresh `sciknow` process so peak memory is its own:
-1. docs snapshot from scratch: seconds and peak RSS;
-2. re-ingest after touching one file (and after editing one), end to end;
-3. warm search latency p50/p95 over the FAQ dev questions (model already loaded);
-4. with --git: the whole repository, documents and chunks by kind, minutes, peak
-   RSS, and embedding chunks/s against the model's raw throughput in this run.
+In one run, so every figure saw the same machine (shared machines drift: compare
+ratios within a run, not figures across runs):
+1. raw model throughput per runtime: texts/s at 256 tokens, and on a sample of the
+   docs' own chunks, rounds interleaved so the runtimes share the same load;
+2. the docs snapshot from scratch per runtime, each in a fresh `sciknow` process:
+   seconds, peak RSS, embedded chunks/s and its share of the raw rate on the same texts;
+3. re-ingest after touching one file (and after editing one), end to end;
+4. warm search latency p50/p95 over the FAQ dev questions (model already loaded);
+5. whole-process `sciknow search` per runtime, alternating: min / median / max;
+6. cosine between the first runtime's vectors and each other's over the docs chunks;
+7. with --git: the whole repository per runtime, minutes, peak RSS, chunks/s.
 """
 
 from __future__ import annotations
@@ -15,17 +21,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from sciknow.config import load_config
+import numpy as np
+
+from sciknow.config import Config, load_config
 from sciknow.eval.metrics import percentile
+from sciknow.index.embed import Embedder
 from sciknow.index.factory import load_embedder, open_store
 from sciknow.rerank.hybrid import HybridRetriever
+
+SEARCH_QUESTION = "How do I set the tolerances of a KSP solver?"
 
 # Runs the CLI, then reports this process's own peak RSS (KiB) on stderr's last line.
 WRAPPER = (
@@ -37,30 +50,50 @@ WRAPPER = (
 )
 
 
-def run_ingest(data_dir: Path, location: Path) -> dict:
+def backend_env(backend: str) -> dict[str, str]:
+    """Environment selecting a runtime spec: torch, onnx, onnx-int8 or openvino."""
+    runtime, _, quantization = backend.partition("-")
+    return {
+        "SCIKNOW_MODELS__EMBEDDER_BACKEND": runtime,
+        "SCIKNOW_MODELS__EMBEDDER_QUANTIZATION": quantization or "none",
+    }
+
+
+def config_for(data_dir: Path, backend: str) -> Config:
+    return load_config(
+        environ={**os.environ, "SCIKNOW_DATA_DIR": str(data_dir), **backend_env(backend)}
+    )
+
+
+def run_ingest(data_dir: Path, location: Path, backend: str) -> dict:
     """One `sciknow ingest` in its own process: wall seconds, peak RSS, its summary line."""
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", WRAPPER, "--data-dir", str(data_dir), "ingest", str(location)],
         capture_output=True,
         text=True,
-        env={**os.environ, "TQDM_DISABLE": "1"},
+        env={**os.environ, "TQDM_DISABLE": "1", **backend_env(backend)},
     )
     seconds = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"ingest failed:\n{done.stderr[-3000:]}")
     peak_kib = int(done.stderr.strip().splitlines()[-1].split()[-1])
+    summary = done.stdout.splitlines()[0]
+    embedded = int(summary.split(" embedded;")[0].rsplit(" ", 1)[-1])
     return {
         "seconds": round(seconds, 2),
         "peak_rss_mib": round(peak_kib / 1024),
-        "summary": done.stdout.splitlines()[0],
+        "embedded": embedded,
+        "embedded_per_s": round(embedded / seconds, 1),
+        "summary": summary,
     }
 
 
-def search_latency(data_dir: Path, questions: list[str]) -> dict:
-    config = load_config(environ={**os.environ, "SCIKNOW_DATA_DIR": str(data_dir)})
+def search_latency(data_dir: Path, questions: list[str], backend: str) -> dict:
+    config = config_for(data_dir, backend)
+    store = open_store(config)
     retriever = HybridRetriever(
-        open_store(config), load_embedder(config), config.retrieval, config.profile
+        store, load_embedder(config, store), config.retrieval, config.profile
     )
     retriever.search("warm up")
     times = []
@@ -75,48 +108,151 @@ def search_latency(data_dir: Path, questions: list[str]) -> dict:
     }
 
 
-def embedding_throughput(data_dir: Path, sample: int = 512) -> dict:
-    """Raw model chunks/s on real chunk texts, measured now for comparison."""
-    config = load_config(environ={**os.environ, "SCIKNOW_DATA_DIR": str(data_dir)})
-    store = open_store(config)
-    texts = [r[0] for r in store.conn.execute("SELECT text FROM chunks LIMIT ?", (sample,))]
-    embedder = load_embedder(config)
-    embedder.embed(texts[:8])
-    started = time.perf_counter()
-    embedder.embed(texts)
-    return {"raw_chunks_per_s": round(len(texts) / (time.perf_counter() - started), 1)}
+def texts_of_256_tokens(embedder_folder: Path, corpus: Path, count: int) -> list[str]:
+    """`count` texts that the model's tokenizer cuts at exactly 256 tokens (docs prose)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(embedder_folder / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    words = " ".join(p.read_text(errors="ignore") for p in sorted(corpus.rglob("*.md"))).split()
+    ring = words * (1 + 800 // len(words))  # 400-word windows from anywhere in the text
+    texts = []
+    for i in range(count):
+        start = (i * 397) % len(words)
+        piece = " ".join(ring[start : start + 400])
+        end = tokenizer.encode(piece, add_special_tokens=False).offsets[253][1]
+        texts.append(piece[:end])  # 254 tokens + [CLS] + [SEP]
+    return texts
 
 
-def bench_docs(docs: Path, work: Path, questions: list[str]) -> dict:
+def raw_throughput(
+    embedders: dict[str, Embedder], sets: dict[str, list[str]], rounds: int = 3
+) -> dict:
+    """texts/s of each embedder on each text set, rounds interleaved; best and median."""
+    times: dict[str, dict[str, list[float]]] = {b: {n: [] for n in sets} for b in embedders}
+    for embedder in embedders.values():
+        embedder.embed(next(iter(sets.values()))[:64])  # load and warm up
+    for _ in range(rounds):
+        for backend, embedder in embedders.items():
+            for name, texts in sets.items():
+                started = time.perf_counter()
+                embedder.embed(texts)
+                times[backend][name].append(len(texts) / (time.perf_counter() - started))
+    return {
+        backend: {
+            name: {"best": round(max(r), 1), "median": round(statistics.median(r), 1)}
+            for name, r in by_set.items()
+        }
+        for backend, by_set in times.items()
+    }
+
+
+def chunk_sample(data_dir: Path, size: int = 512) -> list[str]:
+    """A uniform sample of the embedded chunk texts (their lengths as in the corpus)."""
+    store = open_store(config_for(data_dir, "torch"))
+    skip = store.unembedded_kinds().split(",")
+    texts = sorted(store.texts_by_hash([k for k in skip if k]).values())
+    return random.Random(0).sample(texts, min(size, len(texts)))
+
+
+def cosines(first: Path, other: Path, first_backend: str, other_backend: str) -> dict:
+    """Cosine between the vectors two runtimes gave the same chunks (from their caches)."""
+    a, b = (
+        open_store(config_for(first, first_backend)),
+        open_store(config_for(other, other_backend)),
+    )
+    name_a, name_b = a.meta_value("embedder"), b.meta_value("embedder")
+    hashes = sorted(set(a.texts_by_hash(a.unembedded_kinds().split(","))))
+    dimension = int(a.meta_value("dimension") or 0)
+    va = a.cache.get(hashes, name_a, dimension)
+    vb = b.cache.get(hashes, name_b, dimension)
+    cos = (va * vb).sum(axis=1)
+    return {
+        "chunks": len(hashes),
+        "min": round(float(cos.min()), 5),
+        "mean": round(float(cos.mean()), 5),
+        "p01": round(float(np.percentile(cos, 1)), 5),
+    }
+
+
+def search_process(data_dirs: dict[str, Path], runs: int) -> dict:
+    """Whole-process `sciknow search` per runtime, alternating, as a newcomer runs it."""
+    script = Path(sys.executable).with_name("sciknow")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "sciknow.ui.cli"]
+    times: dict[str, list[float]] = {b: [] for b in data_dirs}
+    for _ in range(runs):
+        for backend, data in data_dirs.items():
+            started = time.perf_counter()
+            subprocess.run(
+                [*command, "--data-dir", str(data), "search", SEARCH_QUESTION],
+                check=True,
+                capture_output=True,
+                env={**os.environ, **backend_env(backend)},
+            )
+            times[backend].append(time.perf_counter() - started)
+    return {
+        b: {
+            "min_s": round(min(t), 2),
+            "median_s": round(statistics.median(t), 2),
+            "max_s": round(max(t), 2),
+            "runs": len(t),
+        }
+        for b, t in times.items()
+    }
+
+
+def bench_docs(
+    docs: Path, work: Path, questions: list[str], backends: list[str], runs: int
+) -> dict:
     corpus = work / "corpus"
     shutil.copytree(docs, corpus)
-    data = work / "docs-index"
-    results = {"scratch": run_ingest(data, corpus)}
+    data = {b: work / f"docs-index-{b}" for b in backends}
+    results: dict = {"load_average": os.getloadavg()}
+    for backend in backends:
+        results[backend] = {"scratch": run_ingest(data[backend], corpus, backend)}
     target = corpus / "manual" / "ksp.md"
     if not target.exists():
         target = next(corpus.rglob("*.md"))
     os.utime(target)
-    results["touch_one_file"] = run_ingest(data, corpus)
+    for backend in backends:
+        results[backend]["touch_one_file"] = run_ingest(data[backend], corpus, backend)
     with target.open("a") as handle:
         handle.write("\n\nAn added closing paragraph about KSPSetTolerances.\n")
-    results["edit_one_file"] = run_ingest(data, corpus)
-    results["search"] = search_latency(data, questions)
-    results["stats"] = open_store(
-        load_config(environ={**os.environ, "SCIKNOW_DATA_DIR": str(data)})
-    ).stats()
+    for backend in backends:
+        results[backend]["edit_one_file"] = run_ingest(data[backend], corpus, backend)
+        results[backend]["search"] = search_latency(data[backend], questions, backend)
+    results["search_process"] = search_process(data, runs)
+    embedders = {b: load_embedder(config_for(data[b], b)) for b in backends}
+    folder = getattr(embedders[backends[0]], "folder", None)
+    sets = {"chunks_sample": chunk_sample(data[backends[0]])}
+    if folder is not None:
+        sets["tokens_256"] = texts_of_256_tokens(folder, corpus, 256)
+    results["raw_texts_per_s"] = raw_throughput(embedders, sets)
+    for backend in backends:
+        raw = results["raw_texts_per_s"][backend]["chunks_sample"]["best"]
+        scratch = results[backend]["scratch"]
+        scratch["share_of_raw"] = round(scratch["embedded_per_s"] / raw, 2)
+    results["cosine_vs_" + backends[0]] = {
+        b: cosines(data[backends[0]], data[b], backends[0], b) for b in backends[1:]
+    }
+    results["stats"] = open_store(config_for(data[backends[-1]], backends[-1])).stats()
+    results["load_average_after"] = os.getloadavg()
     return results
 
 
-def bench_git(repo: Path, work: Path) -> dict:
-    data = work / "git-index"
-    result = run_ingest(data, repo)
-    stats = open_store(load_config(environ={**os.environ, "SCIKNOW_DATA_DIR": str(data)})).stats()
-    result["minutes"] = round(result["seconds"] / 60, 1)
-    result["stats"] = stats
-    result["chunks_per_s_overall"] = round(stats["chunks"] / result["seconds"], 1)
-    result.update(embedding_throughput(data))
-    result["search"] = search_latency(data, QUESTIONS_FOR_CODE)
-    return result
+def bench_git(repo: Path, work: Path, backends: list[str]) -> dict:
+    results: dict = {"load_average": os.getloadavg()}
+    for backend in backends:
+        data = work / f"git-index-{backend}"
+        result = run_ingest(data, repo, backend)
+        stats = open_store(config_for(data, backend)).stats()
+        result["minutes"] = round(result["seconds"] / 60, 1)
+        result["stats"] = stats
+        result["chunks_per_s_overall"] = round(stats["chunks"] / result["seconds"], 1)
+        result["search"] = search_latency(data, QUESTIONS_FOR_CODE, backend)
+        results[backend] = result
+    return results
 
 
 def count_only(location: Path) -> dict:
@@ -157,23 +293,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=Path, default=Path("../shared/corpus/petsc-doc"))
     parser.add_argument("--questions", type=Path, default=Path("../shared/eval/faq_dev.jsonl"))
+    parser.add_argument(
+        "--backends",
+        default="torch,openvino",
+        help="runtimes side by side, the reference first: torch, onnx, onnx-int8, openvino",
+    )
+    parser.add_argument("--search-runs", type=int, default=7, help="whole-process searches each")
     parser.add_argument("--git", type=Path, help="a PETSc work tree to ingest whole")
     parser.add_argument("--out", type=Path, default=Path("bench/results/ingest.json"))
     parser.add_argument("--keep", type=Path, help="build the indexes here and keep them")
     parser.add_argument("--count-only", action="store_true", help="--git: read and chunk only")
     args = parser.parse_args()
+    backends = args.backends.split(",")
     questions = [json.loads(line)["question"] for line in args.questions.open()]
     results = {}
     with tempfile.TemporaryDirectory(prefix="sciknow-bench-") as tmp:
         work = args.keep or Path(tmp)
         if args.docs.exists():
-            results["docs"] = bench_docs(args.docs, work, questions)
+            results["docs"] = bench_docs(args.docs, work, questions, backends, args.search_runs)
             print(json.dumps(results["docs"], indent=2))
         if args.git and args.count_only:
             results["git_counts"] = count_only(args.git)
             print(json.dumps(results["git_counts"], indent=2))
         elif args.git:
-            results["git"] = bench_git(args.git, work)
+            results["git"] = bench_git(args.git, work, backends)
             print(json.dumps(results["git"], indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

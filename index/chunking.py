@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from langchain_text_splitters import RecursiveCharacterTextSplitter
-
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Chunk, Document
 
@@ -65,6 +63,9 @@ class Chunker:
         budget = self._budget(kind, room)
         if self.count_tokens(text) <= budget:
             return [(text, base, base + len(text))]
+        # LangChain loads in about a second; the query path imports this module, not it.
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
         splitter = RecursiveCharacterTextSplitter(
             chunk_size=budget,
             chunk_overlap=self.overlap,

@@ -16,10 +16,12 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sciknow.config import Config, DiscordConfig
-from sciknow.ui.api_client import TOKEN_ENV, ApiClient, ApiError
+
+if TYPE_CHECKING:  # httpx loads only when the bot runs, not for every sciknow command
+    from sciknow.ui.api_client import ApiClient
 
 DISCORD_TOKEN_ENV = "DISCORD_TOKEN"
 log = logging.getLogger("sciknow.discord")
@@ -37,6 +39,8 @@ def add_discord_parser(verbs: Any) -> None:
 
 
 def _api(settings: DiscordConfig) -> ApiClient:
+    from sciknow.ui.api_client import TOKEN_ENV, ApiClient
+
     return ApiClient(settings.api_url, os.environ.get(TOKEN_ENV) or None, settings.timeout_s)
 
 
@@ -86,6 +90,8 @@ async def serve_bot(settings: DiscordConfig, token: str) -> int:
 
 async def check(settings: DiscordConfig) -> int:
     """Print what the bot would use and whether the API answers; 2 on a problem."""
+    from sciknow.ui.api_client import ApiError
+
     problems = []
     if not os.environ.get(DISCORD_TOKEN_ENV, "").strip():
         problems.append(f"{DISCORD_TOKEN_ENV} is not set: the bot cannot log in")
