@@ -99,8 +99,8 @@ class PositionScore:
 
     position: int
     token: int
-    candidates: int
-    epsilon: float  # prior mass left out of the candidate set
+    candidates: int  # tokens of the exact set (the top-K and the token itself)
+    epsilon: float  # prior mass of the tokens not evaluated (neither exact nor drawn)
     log_z_den: tuple[float, float]  # LSE_v ℓ_den(v)
     log_z_num: tuple[float, float]  # LSE_v ℓ_num(v)
     log_p_marginal: float  # log P(r | x_\μ), candidate-set estimate
@@ -234,6 +234,7 @@ class _Position:
             log_p_marginal=marginal,
             loga=loga,
             log_p_token=_clip(den - est.log_z_den, result.log_p_token_bounds),
+            candidates=result.candidates - len(skip),
             sampled=len(skip),
             loga_se=se if vocab is not None else None,
             loga_ci=ci if vocab is not None else None,
@@ -602,6 +603,7 @@ def two_sided(
     epsilon: float = 1e-2,
     max_candidates: int = 8,
     base: ScoredSequence | None = None,
+    samples: int = 0,
 ) -> tuple[list[PositionScore], int]:
     """P(s_μ | s_\\μ) for any positions of `ids` (response tokens, for flags), with bounds.
 
@@ -609,6 +611,8 @@ def two_sided(
     far cheaper for early positions of a long answer and exact for the last w. Returns the
     scores (read `log_p_token`, `log_p_token_bounds`, `h_i`) and the token evaluations.
     `base` is `ids` already scored with `top_k ≥ max_candidates` (scored here otherwise).
+    `samples` > 0 adds the statistical estimate of `log_p_token` (`log_p_token_se`): the
+    prior is listed only to `max_candidates`, so the tail is one stratum drawn uniformly.
     """
     ids = list(ids)
     k = min(max_candidates, backend.max_top_k)
@@ -620,5 +624,11 @@ def two_sided(
         found.append(_Position(ids[:end], mu, end, base.top[mu][:k]))
         observed, _ = _split_sums(base, mu, end)
         found[-1].terms[ids[mu]] = (observed, observed)  # no response part: ℓ_num = ℓ_den
+        found[-1].priors[ids[mu]] = base.logprobs[mu] or 0.0
     _evaluate(backend, [(pos, _first(pos, epsilon, k, vocab)) for pos in found])
-    return [pos.score(vocab) for pos in found], sum(pos.evaluations for pos in found)
+    if samples > 0:
+        _sample(backend, found, Sampling(samples, 1), vocab)
+        scores = [pos.estimated(vocab) for pos in found]
+    else:
+        scores = [pos.score(vocab) for pos in found]
+    return scores, sum(pos.evaluations for pos in found)

@@ -4,13 +4,15 @@
 and entropy, all free from generation) and the packed prompt:
 
 - Uncertain spans. A token whose left-only probability is below `screen` is checked both
-  ways: `attribution.two_sided` bounds P(r_i | x, r_<i, r_i+1..i+w) from above (top-K
-  candidates, w tokens of right context). The upper bound is certified, so a token is flagged
-  only when even that is below `flag_below`: doubtful given both sides whatever the excluded
-  candidates hold. A token that only looked unlikely from the left (the first piece of a
+  ways: `attribution.two_sided` estimates P(r_i | x, r_<i, r_i+1..i+w) (top-K candidates
+  exactly, w tokens of right context, `samples` tokens drawn from the rest of the
+  vocabulary) and bounds it from above for certain. A token is flagged when the estimate is
+  below `flag_below` (with `samples=0`, when the certified upper bound is: doubtful whatever
+  the excluded candidates hold, but the bound misses tokens whose probability the excluded
+  tail dilutes). A token that only looked unlikely from the left (the first piece of a
   name the rest of the word forces) is cleared. Flagged tokens grow to whole words
   (whitespace-delimited), adjacent flagged words merge into one phrase; the span's score is
-  1 − the smallest upper bound in it.
+  1 − the smallest estimate in it.
 - Support. For each given passage number n, the prompt without passage n is scored with the
   same answer; `log_ratio` = log P(sentence | prompt) − log P(sentence | prompt without n),
   per sentence and for the whole answer (`sentence: None`). Positive: the passage makes the
@@ -45,6 +47,7 @@ class FlagSettings:
     right_context: int = 4  # tokens of right context in the two-sided probability
     max_candidates: int = 4  # candidate tokens per checked position
     max_checked: int = 16  # at most this many tokens checked (the least likely first)
+    samples: int = 16  # tail tokens drawn per checked token for the estimate (0: bound only)
 
 
 def without_passage(messages: Sequence[Message], n: int) -> list[Message]:
@@ -139,26 +142,26 @@ def _uncertain_spans(
         right_context=settings.right_context,
         max_candidates=settings.max_candidates,
         base=base,
+        samples=settings.samples,
     )
     words: dict[tuple[int, int], _Span] = {}
     for score in checked:
         i = score.position - n
-        upper = math.exp(score.log_p_token_bounds[1])
-        if upper >= settings.flag_below:
+        p, upper = math.exp(score.log_p_token), math.exp(score.log_p_token_bounds[1])
+        if p >= settings.flag_below:
             continue
         start, end = _word_around(raw, starts[i], starts[i] + len(tokens[i].text))
-        reason = _reason(tokens[i], upper)
-        if (start, end) not in words or 1 - upper > words[(start, end)].score:
-            words[(start, end)] = _Span(start, end, 1 - upper, reason)
+        reason = _reason(tokens[i], p, upper)
+        if (start, end) not in words or 1 - p > words[(start, end)].score:
+            words[(start, end)] = _Span(start, end, 1 - p, reason)
     return _merge(raw, sorted(words.values(), key=lambda s: s.start))
 
 
-def _reason(token: GenToken, upper: float) -> str:
+def _reason(token: GenToken, p: float, upper: float) -> str:
     entropy = f", entropy {token.entropy:.2f} nats" if token.entropy is not None else ""
     left = math.exp(token.logprob or 0.0)
-    return (
-        f"{token.text.strip()!r}: p ≤ {upper:.2f} given both sides (left only {left:.2f}{entropy})"
-    )
+    value = f"p ≈ {p:.2f} (≤ {upper:.2f})" if upper - p > 0.005 else f"p ≤ {upper:.2f}"
+    return f"{token.text.strip()!r}: {value} given both sides (left only {left:.2f}{entropy})"
 
 
 def _word_around(raw: str, start: int, end: int) -> tuple[int, int]:
