@@ -62,6 +62,7 @@ details.sk-source.sk-flash { outline: 2px solid var(--color-accent); }
 .sk-passage { white-space: pre-wrap; font-size: 0.85em; max-height: 16em; overflow: auto; }
 .sk-section { font-size: 0.8em; opacity: 0.8; }
 .sk-footer { display: flex; gap: 0.8em; align-items: baseline; margin-top: 0.4em; }
+.sk-copy-text { display: none !important; }
 button.sk-copy { font-size: 0.8em; padding: 0 0.6em; border-radius: 4px; cursor: pointer;
   border: 1px solid var(--border-color-primary); background: transparent; color: inherit; }
 """
@@ -367,7 +368,9 @@ def build_chat(
             )
             k = gr.Slider(1, 20, value=assistant.settings.k, step=1, label="Passages (k)")
 
-        page.load(chat.status, outputs=status, queue=False)
+        # One public endpoint, "/ask", for API clients (gradio_client); the rest serve the page.
+        quiet: dict[str, Any] = {"queue": False, "api_visibility": "undocumented"}
+        page.load(chat.status, outputs=status, **quiet)
         ask = {
             "fn": chat.respond,
             "inputs": [question, turns, show_flags, kinds, official, k],
@@ -376,25 +379,27 @@ def build_chat(
             "concurrency_id": "answer",
             "show_progress": "minimal",
         }
-        for trigger in (question.submit, send.click):
-            trigger(chat.pending, queue=False).then(**ask)
-        chatbot.example_select(_example, outputs=question, queue=False).then(
-            chat.pending, queue=False
-        ).then(**ask)
-        stop.click(chat.stop, queue=False)
+        question.submit(chat.pending, **quiet).then(**ask, api_name="ask")
+        send.click(chat.pending, **quiet).then(**ask, api_visibility="undocumented")
+        chatbot.example_select(_example, outputs=question, **quiet).then(
+            chat.pending, **quiet
+        ).then(**ask, api_visibility="undocumented")
+        stop.click(chat.stop, **quiet)
         new.click(
             lambda: ([], [], gr.update(visible=False), "", None),
             outputs=[chatbot, turns, comment_row, feedback_note, target],
-            queue=False,
+            **quiet,
         )
         chatbot.clear(  # the chat window's own clear button
             lambda: ([], gr.update(visible=False), "", None),
             outputs=[turns, comment_row, feedback_note, target],
-            queue=False,
+            **quiet,
         )
-        show_flags.change(_redraw, [turns, show_flags], [chatbot, turns], queue=False)
-        chatbot.like(chat.vote, turns, [comment_row, feedback_note, target, turns], queue=False)
-        send_comment.click(chat.comment, [comment, target], [comment_row, feedback_note, comment])
+        show_flags.change(_redraw, [turns, show_flags], [chatbot, turns], **quiet)
+        chatbot.like(chat.vote, turns, [comment_row, feedback_note, target, turns], **quiet)
+        send_comment.click(
+            chat.comment, [comment, target], [comment_row, feedback_note, comment], **quiet
+        )
     return page
 
 
