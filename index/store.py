@@ -239,19 +239,29 @@ class Store:
         self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
         """Top-k chunk rowids by inner product (cosine: vectors are unit length)."""
+        return self.search_dense_many(np.asarray(vector).reshape(1, -1), k, allowed)[0]
+
+    def search_dense_many(
+        self, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """`search_dense` for each row of `vectors`, in one FAISS call (one selector)."""
         import faiss
 
         self._ensure_loaded()
-        if self._faiss is None or self._faiss.ntotal == 0:
-            return []
+        none: list[list[tuple[int, float]]] = [[] for _ in range(len(vectors))]
+        if self._faiss is None or self._faiss.ntotal == 0 or len(vectors) == 0:
+            return none
         params = None
         if allowed is not None:
             if len(allowed) == 0:
-                return []
+                return none
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        scores, ids = self._faiss.search(query, min(k, self._faiss.ntotal), params=params)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        queries = np.ascontiguousarray(vectors, dtype=np.float32)
+        scores, ids = self._faiss.search(queries, min(k, self._faiss.ntotal), params=params)
+        return [
+            [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+            for row_ids, row_scores in zip(ids, scores, strict=True)
+        ]
 
     def search_terms(
         self, query: str, k: int, allowed: np.ndarray | None = None

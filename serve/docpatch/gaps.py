@@ -6,8 +6,9 @@ the web chat's feedback store when it exists (down-voted answers and abstentions
 double: someone was left without an answer) and from a JSONL file of questions (one
 `{"question": ...}` per line).
 
-1. Every question is embedded (one batch, the index's embedder) and searched over the
-   official docs and man pages; its best dense cosine says how well the docs answer it.
+1. Every question is embedded (the index's embedder, through its embedding cache, so a
+   re-run embeds only new questions) and searched over the official docs and man pages
+   (one batched search); its best dense cosine says how well the docs answer it.
    Questions at or above `docpatch.answered_score` are answered and leave the report.
 2. The rest are clustered greedily, weakest first: a question joins the first cluster
    whose centroid it reaches with `docpatch.cluster_score`, else starts one.
@@ -39,6 +40,7 @@ from sciknow.config import Config
 from sciknow.index.embed import Embedder
 from sciknow.index.store import Filters, Store
 from sciknow.ingest.symbols import find_symbols
+from sciknow.records import content_hash
 from sciknow.serve.answer import ABSTAIN_TEXT
 from sciknow.serve.docpatch.locate import suggest
 from sciknow.serve.docpatch.sources import (
@@ -141,6 +143,16 @@ def file_asks(path: Path) -> list[Asked]:
     return asks
 
 
+def _embed(store: Store, embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """Vectors through the index's embedding cache: a re-run embeds only new questions."""
+    hashes = [content_hash(text) for text in texts]
+    missing = set(store.cache.missing(hashes, embedder.name))
+    todo = {h: t for h, t in zip(hashes, texts, strict=True) if h in missing}
+    if todo:
+        store.cache.put(list(todo), embedder.embed(list(todo.values())), embedder.name)
+    return store.cache.get(hashes, embedder.name, embedder.dimension)
+
+
 def cluster(vectors: np.ndarray, order: list[int], threshold: float) -> list[list[int]]:
     """Greedy clusters of the rows `order` lists: each joins the first centroid it reaches."""
     members: list[list[int]] = []
@@ -170,10 +182,10 @@ def gaps_report(
     settings = config.docpatch
     if not asks:
         return _save(config, {"gaps": [], "questions": 0, "weak": 0, "seconds": 0.0})
-    vectors = embedder.embed([a.text for a in asks])
-    allowed = store.allowed_rowids(REFERENCE)
-    for ask, vector in zip(asks, vectors, strict=True):
-        ask.best = next(iter(store.search_dense(vector, 1, allowed)), (-1, 0.0))[1]
+    vectors = _embed(store, embedder, [a.text for a in asks])
+    hits = store.search_dense_many(vectors, 1, store.allowed_rowids(REFERENCE))
+    for ask, found in zip(asks, hits, strict=True):
+        ask.best = found[0][1] if found else 0.0
     weak = [i for i, a in enumerate(asks) if a.best < settings.answered_score]
     weak.sort(key=lambda i: -asks[i].weight * (1 - asks[i].best))
     groups = cluster(vectors, weak, settings.cluster_score)
