@@ -1090,7 +1090,7 @@ def test_check_validates_config_and_api_without_discord(api, monkeypatch, tmp_pa
     assert "DISCORD_TOKEN is not set" in capsys.readouterr().err
     down = {**env, "SCIKNOW_DISCORD__API_URL": "http://127.0.0.1:9"}
     assert run_cli(monkeypatch, tmp_path, "discord", "--check", DISCORD_TOKEN="t", **down) == 2
-    assert "API http://127.0.0.1:9: ConnectError" in capsys.readouterr().err
+    assert "API http://127.0.0.1:9: sciknow serve is not reachable" in capsys.readouterr().err
 
 
 def test_check_sends_the_api_token(api, serve_app, monkeypatch, tmp_path, capsys):

@@ -526,7 +526,7 @@ def test_the_api_token_is_sent_to_sciknow_serve(assistant, serve_app):
             assert (await call(session, "lookup", name="KSPSetTolerances"))["found"]
         async with stdio_session(guarded) as session:
             message = await error_of(session, "lookup", name="KSPSetTolerances")
-            assert "refused the request: set SCIKNOW_API_TOKEN" in message
+            assert "refused the request (401): set SCIKNOW_API_TOKEN" in message
 
     asyncio.run(scenario())
 

@@ -1,9 +1,11 @@
 """An async client of `sciknow serve`'s HTTP API for front ends that run elsewhere.
 
-The Discord bot talks to the engine only through this: `/ask` as server-sent events,
-`/feedback`, `/health`, and `/patch` when the server offers it. Every failure (server
-down, slow, refusing the token, busy, a malformed stream) becomes one `ApiError` whose
-message is short enough for a log line; callers decide what a user sees.
+The Discord bot and the MCP server talk to the engine only through this: `/ask` as
+server-sent events, `/feedback`, `/health`, `/patch` when the server offers it, and any
+JSON endpoint through `get`/`post`. Every failure (server down, slow, refusing the token,
+busy, a malformed stream) becomes one `ApiError` whose message says what to do and is
+short enough for a log line; `status` keeps the HTTP status (None when none came back).
+Callers decide what a user sees.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ MAX_FLAGS = 500  # the API's limit on flags in a feedback row
 class ApiError(Exception):
     """The API could not answer; `retry_after` is set when it said it is busy (429)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -54,13 +59,34 @@ async def _raise_for_status(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
     await response.aread()
-    if response.status_code == 401:
-        raise ApiError(f"the API refused the request (401): set {TOKEN_ENV} to its token")
-    if response.status_code == 429:
+    status = response.status_code
+    if status == 401:
+        raise ApiError(
+            f"sciknow serve at {response.url.scheme}://{response.url.netloc.decode()} refused "
+            f"the request (401): set {TOKEN_ENV} to the token it was started with",
+            status=status,
+        )
+    if status == 429:
         retry = response.headers.get("retry-after", "")
         seconds = float(retry) if retry.replace(".", "", 1).isdigit() else 30.0
-        raise ApiError("the API is busy (429)", retry_after=seconds)
-    raise ApiError(f"HTTP {response.status_code} from {response.url.path}: {response.text[:300]}")
+        raise ApiError("the API is busy (429)", retry_after=seconds, status=status)
+    raise ApiError(f"{_detail(response)} (HTTP {status})", status=status)
+
+
+def _detail(response: httpx.Response) -> str:
+    """The API's error as one sentence: FastAPI's `detail` (a 422 lists each failing field),
+    else the start of the body."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        return response.text.strip()[:300] or response.reason_phrase
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in item.get('loc', [])[1:])}: {item.get('msg', '')}"
+            for item in detail
+            if isinstance(item, dict)
+        )
+    return str(detail)[:300]
 
 
 class ApiClient:
@@ -81,12 +107,26 @@ class ApiClient:
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise ApiError(
+                f"sciknow serve at {self.base_url} did not answer {method} {path} in time"
+            ) from None
         except httpx.HTTPError as err:
             raise ApiError(
-                f"{type(err).__name__} on {method} {self.base_url}{path}: {err}"
+                f"sciknow serve is not reachable at {self.base_url} ({err}): start it with "
+                "`sciknow serve`, or point this client's api_url at it"
             ) from None
         await _raise_for_status(response)
         return response
+
+    async def get(self, path: str, **params: Any) -> Any:
+        """The JSON body of `GET path` (parameters that are None are left out)."""
+        query = {key: value for key, value in params.items() if value is not None}
+        return (await self._request("GET", path, params=query)).json()
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        """The JSON body of `POST path` with `body`."""
+        return (await self._request("POST", path, json=body)).json()
 
     async def health(self) -> dict[str, Any]:
         return (await self._request("GET", "/health")).json()

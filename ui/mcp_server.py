@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Awaitable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, StringConstraints
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from sciknow.config import Config, ConfigError
 from sciknow.records import KINDS
+from sciknow.ui.api_client import TOKEN_ENV, ApiClient, ApiError
 
-TOKEN_ENV = "SCIKNOW_API_TOKEN"
 RESOURCE_PREFIX = "sciknow://doc/"
 INSTRUCTIONS = """\
 sciknow answers from an index of {library}'s documentation, man pages, tutorials and source.
@@ -59,71 +59,33 @@ def doc_id_of(chunk_id: str) -> str:
     return chunk_id.rpartition("::")[0] or chunk_id
 
 
-def _detail(response: httpx.Response) -> str:
-    """FastAPI's error detail as one sentence (422 lists each failing field)."""
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        return response.text.strip() or response.reason_phrase
-    if isinstance(detail, list):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in item.get('loc', [])[1:])}: {item.get('msg', '')}"
-            for item in detail
-        )
-    return str(detail)
-
-
 class SciknowAPI:
-    """The HTTP API of `sciknow serve`, with its errors turned into sentences for agents."""
+    """`ApiClient` (ui/api_client.py) with its errors turned into tool errors for agents."""
 
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        self.url = url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.timeout = timeout
-        self._client: httpx.AsyncClient | None = None
+        self.url, self.token, self.timeout = url, token, timeout
+        self._client: ApiClient | None = None
+
+    @property
+    def client(self) -> ApiClient:
+        if self._client is None:  # made in the server's event loop, kept for keep-alive
+            self._client = ApiClient(self.url, self.token, self.timeout)
+        return self._client
 
     async def get(self, path: str, **params: Any) -> Any:
-        query = {key: value for key, value in params.items() if value is not None}
-        return self.json(await self.request("GET", path, params=query))
+        return await self._tool_call(self.client.get(path, **params))
 
     async def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self.json(await self.request("POST", path, json=body))
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The API's response; a tool error when it cannot be reached or refuses the token."""
-        from mcp.server.mcpserver.exceptions import ToolError
-
-        if self._client is None:  # made in the server's event loop, kept for keep-alive
-            self._client = httpx.AsyncClient(
-                base_url=self.url, headers=self.headers, timeout=self.timeout
-            )
-        try:
-            response = await self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise ToolError(
-                f"sciknow serve at {self.url} did not answer within {self.timeout:.0f} s "
-                "([mcp] timeout_s)"
-            ) from None
-        except httpx.TransportError as err:
-            raise ToolError(
-                f"sciknow serve is not reachable at {self.url} ({err}): start it with "
-                "`sciknow serve`, or point [mcp] api_url (SCIKNOW_MCP__API_URL) at it"
-            ) from None
-        if response.status_code == 401:
-            raise ToolError(
-                f"sciknow serve at {self.url} refused the request: set {TOKEN_ENV} to the "
-                "token it was started with"
-            )
-        return response
+        return await self._tool_call(self.client.post(path, body))
 
     @staticmethod
-    def json(response: httpx.Response) -> Any:
-        """The body of a successful response; the API's own error sentence otherwise."""
+    async def _tool_call(pending: Awaitable[Any]) -> Any:
         from mcp.server.mcpserver.exceptions import ToolError
 
-        if response.status_code >= 400:
-            raise ToolError(f"{_detail(response)} (HTTP {response.status_code})")
-        return response.json()
+        try:
+            return await pending
+        except ApiError as err:
+            raise ToolError(str(err)) from None
 
 
 def _with_resource(item: dict[str, Any], doc_id: str) -> dict[str, Any]:
@@ -305,12 +267,12 @@ program.""",
     )
     async def document(doc_id: str) -> str:
         try:
-            response = await api.request("GET", f"/documents/{quote(doc_id, safe='')}")
-        except ToolError as err:
+            found = await api.client.get(f"/documents/{quote(doc_id, safe='')}")
+        except ApiError as err:
+            if err.status == 404:
+                raise ResourceNotFoundError(f"no document with id {doc_id!r}") from None
             raise ResourceError(str(err)) from None
-        if response.status_code == 404:
-            raise ResourceNotFoundError(f"no document with id {doc_id!r}")
-        return render_document(api.json(response))
+        return render_document(found)
 
     return server
 
