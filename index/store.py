@@ -167,9 +167,13 @@ class EmbeddingCache:
         with self.conn:
             self.conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
 
-    def get(self, hashes: list[str], model: str, dimension: int) -> np.ndarray:
+    def get(self, hashes: list[str], model: str, dimension: int | None = None) -> np.ndarray:
+        """Cached vectors in the order of `hashes` (all must be cached); `dimension` defaults
+        to the stored vectors' own, so a caller need not load the model to know it."""
         sql = "SELECT content_hash, vector FROM embeddings WHERE model = ? AND content_hash IN"
         found = dict(_select_in(self.conn, sql, [model], hashes))
+        if dimension is None:
+            dimension = len(next(iter(found.values()), b"")) // 4
         out = np.zeros((len(hashes), dimension), dtype=np.float32)
         for i, h in enumerate(hashes):
             out[i] = np.frombuffer(found[h], dtype=np.float32)

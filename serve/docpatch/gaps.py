@@ -150,7 +150,7 @@ def _embed(store: Store, embedder: Embedder, texts: list[str]) -> np.ndarray:
     todo = {h: t for h, t in zip(hashes, texts, strict=True) if h in missing}
     if todo:
         store.cache.put(list(todo), embedder.embed(list(todo.values())), embedder.name)
-    return store.cache.get(hashes, embedder.name, embedder.dimension)
+    return store.cache.get(hashes, embedder.name)
 
 
 def cluster(vectors: np.ndarray, order: list[int], threshold: float) -> list[list[int]]:
