@@ -238,14 +238,25 @@ def test_passage_html_is_inert(page):
 # --- in-process servers: scripted backends and an empty index ------------------------
 
 
-def scripted_chat(config, serve_app, backend) -> str:
-    """The API and chat over `backend` in generative mode, served in this process."""
+def scripted_chat(config, serve_app, backend, fallback: bool = True) -> str:
+    """The API and chat over `backend` in generative mode with the name check, served in
+    this process; `fallback` False keeps a generated answer that fails its checks."""
+    from dataclasses import replace
+
     from sciknow.serve.answer import Assistant
     from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_retriever
+    from sciknow.serve.names import name_flags
     from sciknow.ui.chat import mount_chat
 
-    assistant = Assistant(build_retriever(config), backend, config.answer, mode="generative")
+    retriever = build_retriever(config)
+    assistant = Assistant(
+        retriever,
+        backend,
+        replace(config.answer, fallback=fallback),
+        mode="generative",
+        name_check=name_flags(retriever.store, config.profile),
+    )
     app = create_app(assistant)
     return serve_app(mount_chat(app, ["What is KSP?"], "Test assistant"))
 
@@ -296,6 +307,19 @@ def test_a_replaced_answer_drops_the_streamed_text(browser, chat_config, serve_a
     answer = page.answers().last.inner_text()
     assert "replaced by quoted passages" in answer and "magic" not in answer
     assert "KSPSetTolerances" in answer
+    page.close()
+
+
+def test_unknown_names_are_struck_through(browser, chat_config, serve_app):
+    pieces = ["Call ", "KSPSetTolerence() ", "to set them [1]."]  # misspelled on purpose
+    url = scripted_chat(chat_config, serve_app, ScriptedBackend(pieces), fallback=False)
+    page = Page(browser, url)
+    page.ask(KSP_QUESTION)
+    struck = page.tab.locator(".sk-answer del.sk-name")
+    assert struck.inner_text() == "KSPSetTolerence"
+    title = struck.get_attribute("title")
+    assert "not in the index" in title and "KSPSetTolerances" in title
+    assert "names that exist nowhere" in page.tab.locator(".sk-warn").inner_text()
     page.close()
 
 
