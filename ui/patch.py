@@ -162,8 +162,8 @@ def _render_gap(gap: dict[str, Any]) -> str:
     if gap.get("answer_names"):
         found = len(gap["names_in_docs"])
         lines.append(
-            f"  the docs name {found} of the {len(gap['answer_names'])} names the "
-            f"answers use: {', '.join(gap['answer_names'])}"
+            f"  the closest official passages name {found} of the {len(gap['answer_names'])} "
+            f"names the answers use: {', '.join(gap['answer_names'])}"
         )
     target = gap["target"]
     if target:

@@ -228,7 +228,10 @@ def _gap(
     if reference:
         why.append(f"best official passage: {reference['title']} (cosine {reference['score']:.2f})")
     if used:
-        why.append(f"the docs name {len(in_docs)} of the {len(used)} names the answers use")
+        why.append(
+            f"the closest official passages name {len(in_docs)} of the {len(used)} names the "
+            "answers use"
+        )
     return {
         "id": 0,
         "size": len(group),
