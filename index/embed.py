@@ -189,7 +189,12 @@ class RuntimeEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        run = self._runner(1 if len(texts) <= SMALL_BATCH else self.threads)
+        threads = self.threads
+        # One thread for a query, unless only the batch session is loaded (an ingest's
+        # last few texts: not worth loading a second session for).
+        if len(texts) <= SMALL_BATCH and (1 in self._runners or not self._runners):
+            threads = 1
+        run = self._runner(threads)
         encodings = self.tokenizer.encode_batch(texts)
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(lengths, kind="stable")
