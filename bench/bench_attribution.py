@@ -28,13 +28,14 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sciknow.serve.attribution import attribute, candidate_terms, marginalize
-from sciknow.serve.backends.base import Backend, GenToken
+from sciknow.serve.backends.base import Backend, GenToken, ScoredSequence
 from sciknow.serve.backends.factory import make_backend
 from sciknow.serve.flags import answer_flags
 
@@ -225,6 +226,53 @@ def flag_timing(backend: Backend, data_dir: str | None) -> dict[str, Any]:
     return out
 
 
+def priors(backend: Backend, ids: list[int], n: int) -> np.ndarray:
+    """log p(v | ids[:mu]) for every token v, one row per prompt position mu < n (row 0 empty)."""
+    vocab = backend.max_top_k
+    top = backend.score([ids[:n]], top_k=vocab)[0].top
+    table = np.full((n, vocab), -np.inf)
+    for mu in range(1, n):
+        tokens, values = zip(*top[mu], strict=True)
+        table[mu, list(tokens)] = values
+    return table
+
+
+class TableBackend:
+    """`score` served from the stored exact terms of one pair (`exact_values`), so that the
+    fast path runs offline, for many seeds, exactly as on the model: a candidate sequence
+    (one token changed at a prompt position mu) gets log p(v | s_<mu) at mu, the rest of ℓ_den
+    at mu + 1 and ℓ_num − ℓ_den at the first response position (the sums the attribution code
+    takes)."""
+
+    name, context_window = "table", 4096
+
+    def __init__(self, base: ScoredSequence, n: int, prior: np.ndarray, terms: dict) -> None:
+        self.base, self.n, self.prior, self.terms = base, n, prior, terms
+        self.vocab_size = self.max_top_k = prior.shape[1]
+        order = np.argsort(-prior, axis=1)
+        self._top = [[(int(v), float(prior[mu, v])) for v in row] for mu, row in enumerate(order)]
+
+    def score(self, sequences: Sequence[Sequence[int]], top_k: int = 0) -> list[ScoredSequence]:
+        return [self._one(list(seq), top_k) for seq in sequences]
+
+    def special_ids(self) -> frozenset[int]:
+        return frozenset()
+
+    def _one(self, seq: list[int], top_k: int) -> ScoredSequence:
+        ids = self.base.ids
+        if seq == ids:
+            top = [t[:top_k] for t in self._top] + [[]] * (len(ids) - self.n)
+            return ScoredSequence(ids, self.base.logprobs, top, self.base.entropies)
+        mu = next(i for i, (a, b) in enumerate(zip(seq, ids, strict=True)) if a != b)
+        v = seq[mu]
+        den, num = self.terms[mu][v]
+        logprobs: list[float | None] = [None] + [0.0] * (len(ids) - 1)
+        logprobs[mu] = float(self.prior[mu, v])
+        logprobs[mu + 1] = den - logprobs[mu]
+        logprobs[self.n] = (logprobs[self.n] or 0.0) + num - den
+        return ScoredSequence(seq, logprobs, [[] for _ in seq], [None] * len(seq))
+
+
 def exact_values(backend: Backend, pair: str) -> dict[str, Any]:
     """Exact (full-vocabulary) attribution of a pair, position by position, cheapest (shortest
     suffix) first. Each finished position is written at once to
@@ -241,6 +289,8 @@ def exact_values(backend: Backend, pair: str) -> dict[str, Any]:
     report |= {"backend": backend.name, "prompt": prompt_text, "response": response_text}
     report |= {"prompt_ids": prompt, "response_ids": response, "vocab": vocab}
     report["log_p_response"] = math.fsum(base.logprobs[len(prompt) :])
+    if not (RESULTS / f"exact-{pair}-prior.npy").exists():
+        np.save(RESULTS / f"exact-{pair}-prior.npy", priors(backend, ids, len(prompt)))
     done = report.setdefault("positions", {})
     for mu in range(len(prompt) - 1, 0, -1):
         if str(mu) in done:
@@ -268,6 +318,78 @@ def exact_values(backend: Backend, pair: str) -> dict[str, Any]:
     return report
 
 
+def estimate_vs_exact(
+    backend: Backend, pair: str, seeds: int, samples: list[int], strata: int
+) -> dict[str, Any]:
+    """The estimate against the exact values of `exact_values` (the positions done so far):
+    1. one real run of the fast path (defaults, seed 0): seconds, token evaluations against
+       brute force's, and per position LogA, its error, se, the 95 % interval and the certified
+       one; 2. the same code over `TableBackend` for `seeds` seeds at each sample size: per
+       position the mean and worst error, the share of runs within 0.05 nats, the interval's
+       coverage and mean width (the real run's draw is seed 0 of the table's)."""
+    report = json.loads((RESULTS / f"exact-{pair}.json").read_text())
+    prompt, response = report["prompt_ids"], report["response_ids"]
+    ids, n, vocab = prompt + response, len(prompt), report["vocab"]
+    exact = {int(mu): v["loga"] for mu, v in report["positions"].items()}
+    prior_path = RESULTS / f"exact-{pair}-prior.npy"
+    if not prior_path.exists():
+        np.save(prior_path, priors(backend, ids, n))
+    start = clock()
+    real = attribute(backend, prompt, response, samples=samples[0], strata=strata)
+    spent = since(start)
+    brute = len(ids) + (vocab - 1) * sum(len(ids) - s.position for s in real.positions)
+    out: dict[str, Any] = {"pair": pair, "samples": samples[0], "strata": strata}
+    out["real"] = {
+        "seconds": spent,
+        "evaluations": real.evaluations,
+        "brute_force_evaluations": brute,
+        "share_of_brute_force": round(real.evaluations / brute, 5),
+        "brute_force_seconds_estimated": round(brute * spent["wall"] / real.evaluations),
+        "positions": [_row(s, exact.get(s.position)) for s in real.positions],
+    }
+    print(json.dumps({"real": out["real"]}, ensure_ascii=False), flush=True)
+    terms = {mu: np.load(RESULTS / f"exact-{pair}-{mu}.npy") for mu in exact}
+    table = TableBackend(backend.score([ids])[0], n, np.load(prior_path), terms)
+    out["offline"] = {}
+    for size in samples:
+        runs = [
+            attribute(table, prompt, response, sorted(exact), samples=size, strata=strata, seed=i)
+            for i in range(seeds)
+        ]
+        by_position = zip(*(r.positions for r in runs), strict=True)
+        out["offline"][size] = [_summary(list(p), exact[p[0].position]) for p in by_position]
+        print(json.dumps({size: out["offline"][size]}, ensure_ascii=False), flush=True)
+    return out
+
+
+def _row(s: Any, exact: float | None) -> dict[str, Any]:
+    row = {"position": s.position, "loga": round(s.loga, 4), "se": round(s.loga_se, 4)}
+    row |= {"ci": [round(x, 4) for x in s.loga_ci], "ci_width": round(np.ptp(s.loga_ci), 4)}
+    row |= {"certified": [round(x, 2) for x in s.loga_bounds], "certified_width": round(s.width, 2)}
+    row |= {"candidates": s.candidates, "sampled": s.sampled}
+    if exact is not None:
+        row |= {"exact": round(exact, 4), "error": round(s.loga - exact, 4)}
+        row["covered"] = bool(s.loga_ci[0] <= exact <= s.loga_ci[1])
+    return row
+
+
+def _summary(scores: list[Any], exact: float) -> dict[str, Any]:
+    errors = np.array([s.loga - exact for s in scores])
+    covered = [s.loga_ci[0] <= exact <= s.loga_ci[1] for s in scores]
+    return {
+        "position": scores[0].position,
+        "exact": round(exact, 4),
+        "mean_abs_error": round(float(np.abs(errors).mean()), 4),
+        "max_abs_error": round(float(np.abs(errors).max()), 4),
+        "bias": round(float(errors.mean()), 4),
+        "within_0.05": round(float(np.mean(np.abs(errors) <= 0.05)), 3),
+        "coverage": round(float(np.mean(covered)), 3),
+        "mean_se": round(float(np.mean([s.loga_se for s in scores])), 4),
+        "mean_ci_width": round(float(np.mean([np.ptp(s.loga_ci) for s in scores])), 4),
+        "certified_width": round(float(np.mean([s.width for s in scores])), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["transformers", "embedded"], default="transformers")
@@ -279,6 +401,14 @@ def main() -> None:
         "--exact", choices=sorted(PAIRS), help="only compute the exact values of this pair"
     )
     parser.add_argument(
+        "--estimate", choices=sorted(PAIRS), help="only compare the estimate with the exact values"
+    )
+    parser.add_argument("--seeds", type=int, default=100, help="--estimate: offline seeds")
+    parser.add_argument(
+        "--samples", default="384,128,1024", help="--estimate: tail samples (the first: real run)"
+    )
+    parser.add_argument("--strata", type=int, default=8, help="--estimate: prior bands")
+    parser.add_argument(
         "--skip", default="", help="comma list: counts,timing,fast,convergence,scaling,flags"
     )
     args = parser.parse_args()
@@ -289,6 +419,12 @@ def main() -> None:
     report |= {"backend": backend.name, "load_seconds": since(start)}
     if args.exact:
         exact_values(backend, args.exact)
+        return
+    if args.estimate:
+        sizes = [int(x) for x in args.samples.split(",")]
+        found = estimate_vs_exact(backend, args.estimate, args.seeds, sizes, args.strata)
+        path = RESULTS / f"estimate-{args.estimate}.json"
+        path.write_text(json.dumps(report | found, indent=1, ensure_ascii=False))
         return
     prompt, response = backend.tokenize(PROMPT)[:30], backend.tokenize(RESPONSE)[:30]
     parts = {

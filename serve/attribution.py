@@ -598,9 +598,11 @@ def _sample(
     vocab: int | None,
     progress: Progress | None = None,
 ) -> None:
-    """Stratify the tokens each position left out and score a draw from every stratum."""
-    rng = np.random.default_rng(sampling.seed)
+    """Stratify the tokens each position left out and score a draw from every stratum (the
+    generator of a position is seeded by (seed, position): its draw does not depend on which
+    other positions are scored)."""
     for pos in found:
+        rng = np.random.default_rng([sampling.seed, pos.mu])
         listed = {v for v, _ in pos.prior}
         unlisted = math.fsum(math.exp(pos.priors[v]) for v in pos.terms if v not in listed)
         pos.strata = make_strata(pos.prior, pos.terms, unlisted, vocab, sampling.strata, rng)
