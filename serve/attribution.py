@@ -623,6 +623,7 @@ def two_sided(
     max_candidates: int = 8,
     base: ScoredSequence | None = None,
     samples: int = 0,
+    strata: int = 4,
 ) -> tuple[list[PositionScore], int]:
     """P(s_μ | s_\\μ) for any positions of `ids` (response tokens, for flags), with bounds.
 
@@ -630,8 +631,9 @@ def two_sided(
     far cheaper for early positions of a long answer and exact for the last w. Returns the
     scores (read `log_p_token`, `log_p_token_bounds`, `h_i`) and the token evaluations.
     `base` is `ids` already scored with `top_k ≥ max_candidates` (scored here otherwise).
-    `samples` > 0 adds the statistical estimate of `log_p_token` (`log_p_token_se`): the
-    prior is listed only to `max_candidates`, so the tail is one stratum drawn uniformly.
+    `samples` > 0 adds the statistical estimate of `log_p_token` (`log_p_token_se`) from
+    tokens drawn outside the top-K: `strata` bands of the prior as far as `base` lists it
+    (score it with a larger `top_k` for that), and the unlisted rest.
     """
     ids = list(ids)
     k = min(max_candidates, backend.max_top_k)
@@ -640,13 +642,13 @@ def two_sided(
     found = []
     for mu in positions:
         end = len(ids) if right_context is None else min(len(ids), mu + 1 + right_context)
-        found.append(_Position(ids[:end], mu, end, base.top[mu][:k]))
+        found.append(_Position(ids[:end], mu, end, base.top[mu]))
         observed, _ = _split_sums(base, mu, end)
         found[-1].terms[ids[mu]] = (observed, observed)  # no response part: ℓ_num = ℓ_den
         found[-1].priors[ids[mu]] = base.logprobs[mu] or 0.0
     _evaluate(backend, [(pos, _first(pos, epsilon, k, vocab)) for pos in found])
     if samples > 0:
-        _sample(backend, found, Sampling(samples, 1), vocab)
+        _sample(backend, found, Sampling(samples, strata), vocab)
         scores = [pos.estimated(vocab) for pos in found]
     else:
         scores = [pos.score(vocab) for pos in found]

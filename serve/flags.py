@@ -48,6 +48,7 @@ class FlagSettings:
     max_candidates: int = 4  # candidate tokens per checked position
     max_checked: int = 16  # at most this many tokens checked (the least likely first)
     samples: int = 16  # tail tokens drawn per checked token for the estimate (0: bound only)
+    prior_list: int = 256  # prior listed per position: the tail is stratified this far
 
 
 def without_passage(messages: Sequence[Message], n: int) -> list[Message]:
@@ -81,7 +82,8 @@ def answer_flags(
     raw = "".join(t.text for t in tokens)
     to_text = offset_map(raw, text)
     starts = _token_starts(tokens)
-    base = backend.score([prompt + response], top_k=settings.max_candidates)[0]
+    listed = max(settings.max_candidates, settings.prior_list if settings.samples else 0)
+    base = backend.score([prompt + response], top_k=listed)[0]
     spans = _uncertain_spans(backend, base, len(prompt), tokens, starts, raw, settings)
     flags = [_span_flag(raw, to_text, span) for span in spans]
     full = [lp or 0.0 for lp in base.logprobs[len(prompt) :]]
@@ -128,7 +130,7 @@ def _uncertain_spans(
     settings: FlagSettings,
 ) -> list[_Span]:
     """Flagged tokens grown to words, adjacent words merged (raw-text offsets); `base` is
-    prompt + answer scored with top_k = max_candidates, `n` the prompt length."""
+    prompt + answer scored with top_k ≥ max_candidates, `n` the prompt length."""
     doubtful = [
         i
         for i, t in enumerate(tokens)
