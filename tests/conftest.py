@@ -233,3 +233,15 @@ def serve_processes():
     yield processes
     for url in list(processes.processes):
         processes.stop(url)
+
+
+@pytest.fixture(autouse=True)
+def _keep_sciknow_log_level():
+    """`sciknow.ui.cli.main` quiets the `sciknow` logger for its process; a test that runs
+    it in-process must not silence the records later tests look for."""
+    import logging
+
+    logger = logging.getLogger("sciknow")
+    level = logger.level
+    yield
+    logger.setLevel(level)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import threading
@@ -27,8 +28,9 @@ def server(docs_config) -> Iterator[str]:
     from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_assistant
 
-    docs_config.answer.max_tokens = 48
-    app = create_app(build_assistant(docs_config))
+    config = copy.deepcopy(docs_config)  # the model itself answers, whatever it writes
+    config.answer.mode, config.answer.fallback, config.answer.max_tokens = "generative", False, 48
+    app = create_app(build_assistant(config))
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     uv = uvicorn.Server(config)
@@ -136,3 +138,25 @@ def test_concurrent_requests_queue_on_one_model(server):
         thread.join()
     assert [r.status_code for r in replies] == [200] * 4
     assert all(r.json()["text"] for r in replies)
+
+
+def test_a_replaced_answer_streams_a_reset_event(extractive_config, serve_app):
+    """A generated answer that cites nothing is replaced: `reset`, then the quoted answer."""
+    from conftest import ScriptedBackend
+
+    from sciknow.serve.answer import Assistant
+    from sciknow.serve.api import create_app
+    from sciknow.serve.factory import build_retriever
+
+    backend = ScriptedBackend(["Tolerances ", "are ", "magic."])
+    config = extractive_config
+    assistant = Assistant(build_retriever(config), backend, config.answer, mode="generative")
+    url = serve_app(create_app(assistant))
+    reply = httpx.post(f"{url}/ask", json={"question": "How do I set the KSP tolerance?"})
+    events = sse_events(reply.text)
+    kinds = [kind for kind, _ in events]
+    reset = kinds.index("reset")
+    assert kinds[:reset] == ["token"] * 3 and kinds[-2:] == ["answer", "done"]
+    assert "cited none" in events[reset][1]["reason"]
+    replacement = "".join(d["text"] for k, d in events[reset + 1 : -2] if k == "token")
+    assert replacement.strip() == events[-2][1]["text"] and "magic" not in replacement
