@@ -31,7 +31,7 @@ from sciknow.index.store import Filters
 from sciknow.records import Answer, Evidence, TokenInfo
 from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.backends.base import Backend, GenToken, Message
-from sciknow.serve.citations import check_citations, citation_records
+from sciknow.serve.citations import check_citations, citation_records, passage_record
 from sciknow.serve.extractive import Extractor
 from sciknow.serve.flags import answer_flags
 from sciknow.serve.guard import END_MARKERS, LoopDetector, cut_at_end_marker, problems
@@ -340,10 +340,7 @@ class Assistant:
         return flags
 
     def _abstain(self, evidence: list[Evidence], timings: dict[str, float]) -> Answer:
-        closest = [
-            {"n": n, "chunk_id": e.chunk_id, "title": e.title, "uri": e.uri, "spans": []}
-            for n, e in enumerate(evidence[:3], start=1)
-        ]
+        closest = [passage_record(n, e) for n, e in enumerate(evidence[:3], start=1)]
         return Answer(text=ABSTAIN_TEXT, citations=closest, abstained=True, timings=timings)
 
     @staticmethod

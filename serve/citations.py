@@ -80,19 +80,21 @@ def check_citations(text: str, given: int) -> CitationResult:
 
 
 def citation_records(result: CitationResult, evidence: Sequence[Evidence]) -> list[dict]:
-    """The `Answer.citations` entries: number, chunk id, title, link and marker spans, and
-    what a front end shows of the passage (kind, official or not, section, its text)."""
-    return [
-        {
-            "n": n,
-            "chunk_id": evidence[n - 1].chunk_id,
-            "title": evidence[n - 1].title,
-            "uri": evidence[n - 1].uri,
-            "spans": result.spans.get(n, []),
-            "kind": evidence[n - 1].kind,
-            "official": evidence[n - 1].official,
-            "section": evidence[n - 1].section,
-            "text": evidence[n - 1].text,
-        }
-        for n in result.cited
-    ]
+    """The `Answer.citations` entries of the cited passages, with their marker spans."""
+    return [passage_record(n, evidence[n - 1], result.spans.get(n, [])) for n in result.cited]
+
+
+def passage_record(n: int, item: Evidence, spans: Sequence[tuple[int, int]] = ()) -> dict:
+    """One citation entry: number, chunk id, title, link, marker spans, and what a front end
+    shows of the passage (kind, official or not, section, its text)."""
+    return {
+        "n": n,
+        "chunk_id": item.chunk_id,
+        "title": item.title,
+        "uri": item.uri,
+        "spans": list(spans),
+        "kind": item.kind,
+        "official": item.official,
+        "section": item.section,
+        "text": item.text,
+    }
