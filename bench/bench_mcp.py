@@ -32,7 +32,7 @@ from sciknow.config import load_config
 from sciknow.eval.metrics import percentile
 from sciknow.ingest.symbols import find_symbols
 from sciknow.serve.factory import build_retriever
-from sciknow.serve.routes_tools import lookup
+from sciknow.serve.web.routes_tools import lookup
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from conftest import ScriptedBackend
 
-from sciknow.serve.access import WINDOW_S, RateLimiter, is_loopback, session_value
+from sciknow.serve.web.access import WINDOW_S, RateLimiter, is_loopback, session_value
 
 TOKEN = "correct-horse-battery-staple"
 KSP = {"question": "How do I set the relative tolerance for KSP?", "stream": False}
@@ -66,9 +66,9 @@ def test_the_token_comes_from_the_environment_too(docs_config, serve_processes):
 
 @pytest.fixture(scope="module")
 def guarded(extractive_config, serve_app) -> str:
-    from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_assistant
-    from sciknow.ui.chat import mount_chat
+    from sciknow.serve.web.api import create_app
+    from sciknow.ui.webchat.app import mount_chat
 
     app = create_app(build_assistant(extractive_config), token=TOKEN)
     return serve_app(mount_chat(app, [], "Guarded"))
@@ -163,8 +163,8 @@ def test_rate_limiter_windows_and_concurrency():
 def limited(extractive_config, serve_app):
     """The API with room for 1 request at a time and 3 a minute; generation is slow."""
     from sciknow.serve.answer import Assistant
-    from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_retriever
+    from sciknow.serve.web.api import create_app
 
     backend = ScriptedBackend(["Use KSPSetTolerances() ", "[1]."] * 20, delay=0.05)
     config = extractive_config

@@ -25,8 +25,8 @@ def free_port() -> int:
 def server(docs_config) -> Iterator[str]:
     import uvicorn
 
-    from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_assistant
+    from sciknow.serve.web.api import create_app
 
     config = copy.deepcopy(docs_config)  # the model itself answers, whatever it writes
     config.answer.mode, config.answer.fallback, config.answer.max_tokens = "generative", False, 48
@@ -145,8 +145,8 @@ def test_a_replaced_answer_streams_a_reset_event(extractive_config, serve_app):
     from conftest import ScriptedBackend
 
     from sciknow.serve.answer import Assistant
-    from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_retriever
+    from sciknow.serve.web.api import create_app
 
     backend = ScriptedBackend(["Tolerances ", "are ", "magic."])
     config = extractive_config

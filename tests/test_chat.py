@@ -244,10 +244,10 @@ def scripted_chat(config, serve_app, backend, fallback: bool = True) -> str:
     from dataclasses import replace
 
     from sciknow.serve.answer import Assistant
-    from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_retriever
     from sciknow.serve.names import name_flags
-    from sciknow.ui.chat import mount_chat
+    from sciknow.serve.web.api import create_app
+    from sciknow.ui.webchat.app import mount_chat
 
     retriever = build_retriever(config)
     assistant = Assistant(
@@ -341,9 +341,9 @@ def test_a_second_user_sees_the_queue(browser, chat_config, serve_app):
 
 def test_an_empty_index_says_to_ingest(browser, tmp_path, serve_app):
     from sciknow.config import load_config
-    from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_assistant
-    from sciknow.ui.chat import mount_chat
+    from sciknow.serve.web.api import create_app
+    from sciknow.ui.webchat.app import mount_chat
 
     config = load_config(environ={"SCIKNOW_DATA_DIR": str(tmp_path / "empty")})
     app = create_app(build_assistant(config, allow_empty=True))

@@ -37,7 +37,7 @@ from discord.webhook.async_ import async_context
 from sciknow.config import ConfigError, DiscordConfig, load_config
 from sciknow.serve.backends.base import GenToken
 from sciknow.ui.api_client import ApiClient, ApiError, sse_events
-from sciknow.ui.discord_handlers import (
+from sciknow.ui.discordbot.handlers import (
     API_DOWN,
     API_SLOW,
     DMS_OFF,
@@ -50,7 +50,7 @@ from sciknow.ui.discord_handlers import (
     SciknowBot,
     bot_intents,
 )
-from sciknow.ui.discord_text import (
+from sciknow.ui.discordbot.text import (
     FENCE,
     history_turns,
     mark_flags,
@@ -365,8 +365,8 @@ def api(extractive_config, embedder, serve_app, tmp_path_factory) -> Api:
     from sciknow.index.factory import open_store
     from sciknow.rerank.hybrid import HybridRetriever
     from sciknow.serve.answer import Assistant
-    from sciknow.serve.api import create_app
-    from sciknow.serve.feedback import FeedbackStore
+    from sciknow.serve.web.api import create_app
+    from sciknow.serve.web.feedback import FeedbackStore
 
     config = copy.deepcopy(extractive_config)
     store = open_store(config)
@@ -776,12 +776,12 @@ async def test_api_down_gives_a_short_notice_and_the_bot_keeps_running(world, ap
 async def test_a_busy_api_is_relayed_with_the_wait(world, api, serve_app, tmp_path):
     import inspect
 
-    from sciknow.serve.api import create_app
-    from sciknow.serve.feedback import FeedbackStore
+    from sciknow.serve.web.api import create_app
+    from sciknow.serve.web.feedback import FeedbackStore
 
     if "limiter" not in inspect.signature(create_app).parameters:
         pytest.skip("sciknow serve has no per-client limit yet")
-    from sciknow.serve.access import RateLimiter as ServerLimiter
+    from sciknow.serve.web.access import RateLimiter as ServerLimiter
 
     limited = create_app(
         api.assistant, feedback=FeedbackStore(tmp_path / "f.sqlite"), limiter=ServerLimiter(4, 1)
@@ -1096,8 +1096,8 @@ def test_check_validates_config_and_api_without_discord(api, monkeypatch, tmp_pa
 def test_check_sends_the_api_token(api, serve_app, monkeypatch, tmp_path, capsys):
     import inspect
 
-    from sciknow.serve.api import create_app
-    from sciknow.serve.feedback import FeedbackStore
+    from sciknow.serve.web.api import create_app
+    from sciknow.serve.web.feedback import FeedbackStore
 
     if "token" not in inspect.signature(create_app).parameters:
         pytest.skip("sciknow serve has no API token yet")
@@ -1122,7 +1122,7 @@ def test_a_bad_token_is_one_log_line_and_status_2(serve_app, monkeypatch, caplog
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    from sciknow.ui.discord_bot import serve_bot
+    from sciknow.ui.discordbot.bot import serve_bot
 
     fake = FastAPI()
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from sciknow.serve.feedback import Feedback, FeedbackStore, Server
+from sciknow.serve.web.feedback import Feedback, FeedbackStore, Server
 
 SERVER = Server(backend="transformers", model="SmolLM2", pipeline={"mode": "extractive"})
 
@@ -72,8 +72,8 @@ def test_rows_since_and_by_vote(tmp_path):
 
 @pytest.fixture(scope="module")
 def api(extractive_config, serve_app, tmp_path_factory):
-    from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_assistant
+    from sciknow.serve.web.api import create_app
 
     store = FeedbackStore(tmp_path_factory.mktemp("votes") / "feedback.sqlite")
     return serve_app(create_app(build_assistant(extractive_config), feedback=store)), store

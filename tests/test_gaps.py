@@ -16,7 +16,7 @@ from sciknow.serve.docpatch.draft import make_draft
 from sciknow.serve.docpatch.gaps import REPORT_FILE, gaps_report, load_gap
 from sciknow.serve.docpatch.gitops import DocsRepo
 from sciknow.serve.factory import build_retriever
-from sciknow.serve.feedback import Feedback, FeedbackStore, Server
+from sciknow.serve.web.feedback import Feedback, FeedbackStore, Server
 
 
 @pytest.fixture

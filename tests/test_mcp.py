@@ -194,7 +194,7 @@ def assistant(tools_config):
 
 @pytest.fixture(scope="module")
 def api_url(assistant, serve_app) -> str:
-    from sciknow.serve.api import create_app
+    from sciknow.serve.web.api import create_app
 
     return serve_app(create_app(assistant))
 
@@ -517,7 +517,7 @@ def test_a_down_api_is_a_tool_error_that_says_what_to_do():
 
 
 def test_the_api_token_is_sent_to_sciknow_serve(assistant, serve_app):
-    from sciknow.serve.api import create_app
+    from sciknow.serve.web.api import create_app
 
     guarded = serve_app(create_app(assistant, token="api-s3cret"))
 
@@ -536,7 +536,7 @@ def test_ask_relays_a_generated_answer_with_its_citations(assistant, serve_app):
     from test_guard import ScriptedBackend
 
     from sciknow.serve.answer import Assistant
-    from sciknow.serve.api import create_app
+    from sciknow.serve.web.api import create_app
 
     reply = "Call KSPSetTolerances() with the new rtol, or pass -ksp_rtol at run time [1]."
     generating = Assistant(

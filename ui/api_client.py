@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 TOKEN_ENV = "SCIKNOW_API_TOKEN"
-MAX_QUESTION_CHARS = 2000  # the API's limit (serve/api.py, AskRequest)
+MAX_QUESTION_CHARS = 2000  # the API's limit (serve/web/api.py, AskRequest)
 MAX_FLAGS = 500  # the API's limit on flags in a feedback row
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError, load_config
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
-from sciknow.ui.discord_bot import add_discord_parser
+from sciknow.ui.discordbot.bot import add_discord_parser
 from sciknow.ui.feedback import add_feedback_parser
 from sciknow.ui.mcp_server import add_mcp_parser
 from sciknow.ui.patch import add_patch_parser
@@ -153,7 +153,7 @@ def _describe_flag(flag: dict[str, Any]) -> str:
 
 def _serve_token(args: argparse.Namespace) -> str | None:
     """The API token, or None; refuses a non-local address without one unless --no-auth."""
-    from sciknow.serve.access import is_loopback
+    from sciknow.serve.web.access import is_loopback
 
     token = args.token or os.environ.get("SCIKNOW_API_TOKEN") or None
     if args.no_auth:
@@ -172,10 +172,10 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     token = _serve_token(args)
     import uvicorn
 
-    from sciknow.serve.access import RateLimiter
-    from sciknow.serve.api import create_app
     from sciknow.serve.factory import build_assistant
-    from sciknow.ui.chat import mount_chat
+    from sciknow.serve.web.access import RateLimiter
+    from sciknow.serve.web.api import create_app
+    from sciknow.ui.webchat.app import mount_chat
 
     limits = RateLimiter(config.serve.ask_concurrent, config.serve.ask_per_minute)
     app = create_app(

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from sciknow.config import Config, ConfigError
 from sciknow.ingest.symbols import find_symbols
 from sciknow.serve.answer import standalone_question
-from sciknow.serve.feedback import FILE_NAME, VOTES, FeedbackStore
+from sciknow.serve.web.feedback import FILE_NAME, VOTES, FeedbackStore
 
 FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = (

@@ -286,7 +286,7 @@ def render_document(doc: dict[str, Any]) -> str:
 def http_token(args: argparse.Namespace) -> str | None:
     """The token HTTP clients must send, by `sciknow serve`'s rule: `--token` or
     `SCIKNOW_API_TOKEN`; none with `--no-auth`; a non-local address refused without one."""
-    from sciknow.serve.access import is_loopback
+    from sciknow.serve.web.access import is_loopback
 
     if args.no_auth:
         if args.token:
@@ -314,7 +314,7 @@ def run_mcp(args: argparse.Namespace, config: Config) -> int:
         return 0
     import uvicorn
 
-    from sciknow.serve.access import TokenGate
+    from sciknow.serve.web.access import TokenGate
 
     app = server.streamable_http_app(host=args.host)
     app = TokenGate(app, token) if token else app

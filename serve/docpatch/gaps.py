@@ -51,7 +51,7 @@ from sciknow.serve.docpatch.sources import (
     thread_title,
 )
 from sciknow.serve.docpatch.write import answer_units
-from sciknow.serve.feedback import FILE_NAME, FeedbackStore
+from sciknow.serve.web.feedback import FILE_NAME, FeedbackStore
 
 REPORT_FILE = "gaps.json"
 REFERENCE = Filters(kinds=("doc", "manpage"), official=True)

@@ -20,10 +20,10 @@ from pydantic import BaseModel, Field
 
 from sciknow.index.store import Filters
 from sciknow.records import KINDS
-from sciknow.serve.access import AskLimiter, RateLimiter, TokenGate
 from sciknow.serve.answer import Assistant
-from sciknow.serve.feedback import Feedback, FeedbackStore, server_of
-from sciknow.serve.routes_tools import make_tools_router
+from sciknow.serve.web.access import AskLimiter, RateLimiter, TokenGate
+from sciknow.serve.web.feedback import Feedback, FeedbackStore, server_of
+from sciknow.serve.web.routes_tools import make_tools_router
 
 MAX_BODY_BYTES = 64 * 1024
 NOTHING_INDEXED = "nothing is indexed yet: run `sciknow ingest`"
@@ -45,7 +45,7 @@ class AskRequest(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    """A vote on one answer (`serve/feedback.py`); the server adds backend, model, time."""
+    """A vote on one answer (`serve/web/feedback.py`); the server adds backend, model, time."""
 
     question: str = Field(min_length=1, max_length=2000)
     history: list[Turn] = Field(default_factory=list, max_length=20)
@@ -77,7 +77,7 @@ def create_app(
 ) -> FastAPI:
     """The API over one assistant; votes go to `feedback` (default: the index's data dir).
 
-    With `token`, every request needs it (`serve/access.py`); `limiter` caps each client's
+    With `token`, every request needs it (`serve/web/access.py`); `limiter` caps each client's
     `/ask` requests. `app.state` holds the assistant and the generation lock, so that a
     front end mounted on the app (the web chat) answers through the same model and queue.
     """

@@ -36,7 +36,7 @@ from discord import app_commands
 
 from sciknow.config import DiscordConfig
 from sciknow.ui.api_client import MAX_QUESTION_CHARS, ApiClient, ApiError
-from sciknow.ui.discord_text import (
+from sciknow.ui.discordbot.text import (
     MESSAGE_LIMIT,
     history_turns,
     render_answer,

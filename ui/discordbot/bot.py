@@ -65,7 +65,7 @@ async def serve_bot(settings: DiscordConfig, token: str) -> int:
     import aiohttp
     import discord
 
-    from sciknow.ui.discord_handlers import SciknowBot
+    from sciknow.ui.discordbot.handlers import SciknowBot
 
     api = _api(settings)
     try:

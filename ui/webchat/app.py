@@ -25,9 +25,9 @@ from fastapi import FastAPI
 from sciknow.index.store import Filters
 from sciknow.records import KINDS
 from sciknow.serve.answer import Assistant
-from sciknow.serve.api import NOTHING_INDEXED, is_empty
-from sciknow.serve.feedback import Feedback, FeedbackStore, server_of
-from sciknow.ui import chat_render as render
+from sciknow.serve.web.api import NOTHING_INDEXED, is_empty
+from sciknow.serve.web.feedback import Feedback, FeedbackStore, server_of
+from sciknow.ui.webchat import render
 
 log = logging.getLogger(__name__)
 

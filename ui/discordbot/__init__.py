@@ -1,0 +1,1 @@
+"""`sciknow discord`: the bot (entry point, event handlers, message text)."""

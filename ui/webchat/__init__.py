@@ -1,0 +1,1 @@
+"""The Gradio web chat mounted at `/` by `sciknow serve` (app and safe rendering)."""
