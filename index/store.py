@@ -10,9 +10,10 @@ A crash before the commit rolls SQLite back and leaves the previous generation
 generation are removed by the next writer. Readers load the generation named
 in SQLite, so they never see half an index.
 
-Embeddings live in a separate cache database keyed by (text hash, model), which
-commits as it goes: a crashed ingest loses no embedding work, and re-ingest
-embeds only chunks whose text changed.
+Embeddings live in a separate cache database keyed by (text hash, embedder name:
+model and runtime, so vectors of two runtimes never mix), which the ingest commits
+in large transactions as it goes: a crashed ingest loses little embedding work, and
+re-ingest embeds only chunks whose text changed.
 """
 
 from __future__ import annotations
