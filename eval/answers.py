@@ -6,7 +6,8 @@ answering through the product's `Assistant` in one answer mode (`extractive`,
 judge-free metrics of `answer_metrics.py` and, with a judge, by ragas (`judge.py`).
 
 A generated answer the guard replaces (a loop, no citation, unknown names) is scored as
-shown, the replacement, and its generation before the `reset` is scored too (`gen_*`):
+shown, the replacement (less the guard's one-line note, which may quote the invented
+names), and its generation before the `reset` is scored too (`gen_*`):
 the figures of the model itself. Markers in that text are read against the retrieved
 passages in rank order, which is how the prompt numbers them unless a passage was
 dropped for length.
@@ -262,7 +263,7 @@ def score(
     row: dict[str, Any], question: Question, names: NameChecker, prefixes: list[str]
 ) -> dict[str, Any]:
     """The judge-free metrics of one cached answer (see `answer_metrics.py`)."""
-    text = row["text"]
+    text = shown_content(row)
     used = find_symbols(text, prefixes)
     invented, removed = am.name_issues(text, names)
     passages = {int(n): t for n, t in row["passages"].items()}
@@ -303,6 +304,15 @@ def score(
         gen_invented=am.name_issues(generated, names)[0],
     )
     return metrics
+
+
+def shown_content(row: dict[str, Any]) -> str:
+    """The answer as shown, without the guard's note above a replacement: the note names
+    what went wrong (even the invented names), which is not the answer's content."""
+    if not row["reset"]:
+        return row["text"]
+    _, _, content = row["text"].partition("\n\n")
+    return content or row["text"]
 
 
 def reference_text(question: Question) -> str:
@@ -452,7 +462,7 @@ class Session:
             return {}
         sample = Sample(
             question=question.question,
-            answer=row["text"],
+            answer=shown_content(row),
             contexts=[c["text"] for c in row["contexts"]],
             reference=reference_text(question),
             abstained=row["abstained"],

@@ -19,9 +19,9 @@ from sciknow.eval.answer_metrics import (
     supports,
     wrong_names,
 )
-from sciknow.eval.answers import RunSpec, judged_summary, summarize
+from sciknow.eval.answers import RunSpec, judged_summary, score, summarize
 from sciknow.eval.judge import JudgeSpec, Sample, checked
-from sciknow.eval.retrieval import load_questions
+from sciknow.eval.retrieval import Question, load_questions
 from sciknow.serve.names import NameChecker
 
 PREFIXES = ["KSP", "PC", "Mat", "Vec"]
@@ -208,3 +208,30 @@ def test_questions_from_answer_facts_and_a_feedback_export(tmp_path):
     assert questions[0].facts == ["a", "b"] and questions[0].symbols == ["KSPSolve"]
     assert questions[1].answer == "Call MatMult." and questions[1].symbols == ["MatMult"]
     assert questions[2].answer == "" and questions[2].symbols == []  # a downvote: no reference
+
+
+def test_a_replaced_generation_is_scored_as_shown_and_as_generated():
+    checker = NameChecker(["KSPSetTolerances", "KSPSolve"], PREFIXES)
+    question = Question("q", "How do I stop early?", "Use KSPSetTolerances.", symbols=[
+        "KSPSetTolerances", "KSPSetTolerence"])  # fmt: skip
+    generated = "The answer is KSPSetTolerence. " + "The answer is: " * 6
+    note = "*The generated answer was replaced: it used names that exist nowhere: KSPSetTolerence.*"
+    row = {
+        "text": note + "\n\nThe tolerances are set with KSPSetTolerances [1].",
+        "abstained": False,
+        "passages": {"1": PASSAGES[1]},
+        "contexts": [{"chunk_id": "c1", "text": PASSAGES[1]}],
+        "flags": [],
+        "timings": {"ttft_ms": 5.0},
+        "total_ms": 9.0,
+        "reset": "it repeated itself; it used names that exist nowhere in the index",
+        "generated": generated,
+    }
+    metrics = score(row, question, checker, PREFIXES)
+    assert metrics["symbol_recall"] == 0.5  # the note's KSPSetTolerence does not count
+    assert metrics["invented"] == [] and metrics["cited"] is True and not metrics["loop"]
+    assert metrics["words"] == 7 and metrics["fallback"] is True
+    assert metrics["gen_symbol_recall"] == 0.5 and metrics["gen_cited"] is False
+    assert metrics["gen_loop"] is True and metrics["gen_invented"] == ["KSPSetTolerence"]
+    same = score({**row, "reset": "", "generated": None}, question, checker, PREFIXES)
+    assert same["gen_loop"] == same["loop"] and same["gen_cited"] == same["cited"]
