@@ -110,7 +110,7 @@ def _snippet(text: str, size: int = 110) -> str:
 def worst_table(run: dict[str, Any], judged: bool) -> str:
     head = ["id", "question", "sym. recall", "cited", "loop"]
     head += ["correctness"] if judged else []
-    head += ["answer starts"]
+    head += ["answer starts (a replaced one: its generation)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in sorted(run["per_question"], key=badness)[:WORST]:
         m = row["metrics"]
@@ -118,7 +118,8 @@ def worst_table(run: dict[str, Any], judged: bool) -> str:
         cells = [row["id"], _snippet(row["question"], 70), cell(m["symbol_recall"]), cited]
         cells += ["yes" if m["loop"] else "no"]
         cells += [cell(row["judged"].get("answer_correctness"))] if judged else []
-        cells += [_snippet(row["text"])]
+        shown = f"(replaced) {row['generated']}" if row.get("generated") else row["text"]
+        cells += [_snippet(shown)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
