@@ -57,8 +57,8 @@ from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.answer import Assistant, resolve_mode
 from sciknow.serve.backends.base import Backend
 from sciknow.serve.backends.factory import LazyBackend
-from sciknow.serve.factory import build_backend
-from sciknow.serve.names import NameChecker, name_flags
+from sciknow.serve.factory import assemble_assistant, build_backend
+from sciknow.serve.names import NameChecker
 
 
 class AnswerRetriever:
@@ -426,13 +426,12 @@ class Session:
     ) -> list[dict[str, Any]]:
         """Each question's cached or fresh answer, its metrics and its judged values."""
         profile = self.config.profile
-        assistant = Assistant(
+        assistant = assemble_assistant(
+            self.config,
             retriever,  # type: ignore[arg-type]  # has the surface the Assistant uses
             self.backend,
-            self.config.answer,
-            library=profile.display_name,
-            mode=spec.mode,
-            name_check=name_flags(self.names, profile) if self.config.answer.check_names else None,
+            spec.mode,
+            self.names,
         )
         settings = settings_fingerprint(self.config, self.embedder, self.index, spec, self.flags)
         checker = NameChecker.from_store(self.names, profile)

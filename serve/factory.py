@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sciknow.config import Config
 from sciknow.index.factory import load_embedder, open_store
+from sciknow.index.store import Store
 from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.answer import Assistant, resolve_mode
 from sciknow.serve.backends.base import Backend
@@ -53,8 +54,21 @@ def build_assistant(
     name = backend or config.models.backend
     model = LazyBackend(name, lambda: build_backend(config, name))
     mode = resolve_mode(config.answer.mode, config.models.size, name)
-    retriever = build_retriever(config, model, allow_empty)
-    check = name_flags(retriever.store, config.profile) if config.answer.check_names else None
+    return assemble_assistant(config, build_retriever(config, model, allow_empty), model, mode)
+
+
+def assemble_assistant(
+    config: Config,
+    retriever: HybridRetriever,
+    model: Backend,
+    mode: str,
+    names: Store | None = None,
+) -> Assistant:
+    """The assistant over a given retriever and backend (`sciknow serve`, the answer
+    evaluation's indexes); `names` holds the symbol table that checks names (default: the
+    retriever's own index)."""
+    store = names or retriever.store
+    check = name_flags(store, config.profile) if config.answer.check_names else None
     return Assistant(
         retriever,
         model,

@@ -80,5 +80,6 @@ def problems(looped: bool, cited: int, unknown_names: list[str]) -> list[str]:
     if cited == 0:
         found.append("it cited none of the passages")
     if unknown_names:
-        found.append("it used names that exist nowhere in the index: " + ", ".join(unknown_names))
+        names = ", ".join(dict.fromkeys(unknown_names))  # each name once, in order
+        found.append(f"it used names that exist nowhere in the index: {names}")
     return found
