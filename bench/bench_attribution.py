@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from sciknow.serve.attribution import attribute, candidate_terms, marginalize
+from sciknow.serve.attribution import STRATA, attribute, candidate_terms, marginalize
 from sciknow.serve.backends.base import Backend, GenToken, ScoredSequence
 from sciknow.serve.backends.factory import make_backend
 from sciknow.serve.flags import answer_flags
@@ -407,7 +407,7 @@ def main() -> None:
     parser.add_argument(
         "--samples", default="384,128,1024", help="--estimate: tail samples (the first: real run)"
     )
-    parser.add_argument("--strata", type=int, default=8, help="--estimate: prior bands")
+    parser.add_argument("--strata", type=int, default=STRATA, help="--estimate: prior bands")
     parser.add_argument(
         "--skip", default="", help="comma list: counts,timing,fast,convergence,scaling,flags"
     )

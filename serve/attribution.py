@@ -46,6 +46,22 @@ float32 models); it is exactly 0 only when C is the whole vocabulary (`vocab_siz
 On SmolLM2-135M the tails are heavy (K for ε ≤ 1e-3 is 79 to 27,000) and e^N tiny, so
 certified widths stay in the hundreds of nats at any affordable K (bench_attribution.py).
 
+Estimate (the reported `loga`; `samples` > 0): the bound cannot be narrow, so the value is
+estimated instead. The exact set E (the top-K and s_μ, as above) is summed exactly; the other
+tokens are split into strata: `strata` bands of equal prior mass down the listed prior
+(`PRIOR_LIST` tokens), and the unlisted rest. From each stratum h (mass M_h, size N_h) n_h
+tokens are drawn uniformly without replacement, n_h ∝ M_h (the prior's own sampling,
+stratified), at least 2. A stratum's sum Σ e^ℓ is estimated by the ratio estimator
+M_h · Σ_drawn e^ℓ / Σ_drawn p(v | s_<μ), for ℓ_den and ℓ_num from the same draw: it is exact
+when the whole stratum is drawn and consistent however p varies inside it. Then
+log P(r | x_\\μ) = log Ẑ_num − log Ẑ_den, LogA = log P(r|x) − that. Its variance is the
+delta-method (linearized) one, summed over strata with the finite-population correction
+(1 − n_h/N_h); `loga_se` is its root, and `loga_ci` = LogA ± t·se with Student's t at the
+Welch–Satterthwaite degrees of freedom, clipped to the certified interval. That interval is
+statistical (95 % over the random draw; tests check the rate against brute force), the
+certified one holds for sure; the drawn tokens are exact terms too, so they also narrow the
+certified interval (ε counts only the tokens never evaluated).
+
 Cost: each candidate v ≠ s_μ is one `score`d sequence sharing the prefix s_<μ; a backend
 that reuses that prefix (llama.cpp's context, vLLM's prefix cache, `TransformersBackend`)
 runs len(s) − μ tokens for it. `evaluations` counts those tokens plus the first full pass:
@@ -70,7 +86,7 @@ WIDTH = 0.05  # target width of the LogA interval, nats
 MAX_CANDIDATES = 16  # candidates per position for ε
 CERTIFY_CANDIDATES = 256  # candidates per position when they bring the width under WIDTH
 SAMPLES = 384  # tail tokens drawn per position for the statistical estimate
-STRATA = 8  # bands of equal prior mass they are drawn from
+STRATA = 16  # bands of equal prior mass they are drawn from
 PRIOR_LIST = 8192  # prior tokens listed per position (the unlisted rest is one more stratum)
 Z95 = 1.959964  # two-sided 95 % normal quantile
 SCORE_CHUNK = 512  # candidate sequences per `score` call (bounds memory in brute force)
