@@ -319,34 +319,34 @@ def exact_values(backend: Backend, pair: str) -> dict[str, Any]:
 
 
 def estimate_vs_exact(
-    backend: Backend, pair: str, seeds: int, samples: list[int], strata: int
+    backend: Backend,
+    pair: str,
+    seeds: int,
+    samples: list[int],
+    strata: int,
+    real: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The estimate against the exact values of `exact_values` (the positions done so far):
     1. one real run of the fast path (defaults, seed 0): seconds, token evaluations against
        brute force's, and per position LogA, its error, se, the 95 % interval and the certified
-       one; 2. the same code over `TableBackend` for `seeds` seeds at each sample size: per
-       position the mean and worst error, the share of runs within 0.05 nats, the interval's
-       coverage and mean width (the real run's draw is seed 0 of the table's)."""
+       one (`real`: a previous run's, compared again); 2. the same code over `TableBackend` for
+       `seeds` seeds at each sample size: per position the mean and worst error, the share of
+       runs within 0.05 nats, the interval's coverage and mean width (the real run's draw is
+       seed 0 of the table's)."""
     report = json.loads((RESULTS / f"exact-{pair}.json").read_text())
     prompt, response = report["prompt_ids"], report["response_ids"]
-    ids, n, vocab = prompt + response, len(prompt), report["vocab"]
+    ids, n = prompt + response, len(prompt)
     exact = {int(mu): v["loga"] for mu, v in report["positions"].items()}
     prior_path = RESULTS / f"exact-{pair}-prior.npy"
     if not prior_path.exists():
         np.save(prior_path, priors(backend, ids, n))
-    start = clock()
-    real = attribute(backend, prompt, response, samples=samples[0], strata=strata)
-    spent = since(start)
-    brute = len(ids) + (vocab - 1) * sum(len(ids) - s.position for s in real.positions)
     out: dict[str, Any] = {"pair": pair, "samples": samples[0], "strata": strata}
-    out["real"] = {
-        "seconds": spent,
-        "evaluations": real.evaluations,
-        "brute_force_evaluations": brute,
-        "share_of_brute_force": round(real.evaluations / brute, 5),
-        "brute_force_seconds_estimated": round(brute * spent["wall"] / real.evaluations),
-        "positions": [_row(s, exact.get(s.position)) for s in real.positions],
-    }
+    out["real"] = real or _real_run(backend, prompt, response, samples[0], strata)
+    for row in out["real"]["positions"]:
+        if row["position"] in exact:
+            value = exact[row["position"]]
+            row |= {"exact": round(value, 4), "error": round(row["loga"] - value, 4)}
+            row["covered"] = bool(row["ci"][0] <= value <= row["ci"][1])
     print(json.dumps({"real": out["real"]}, ensure_ascii=False), flush=True)
     terms = {mu: np.load(RESULTS / f"exact-{pair}-{mu}.npy") for mu in exact}
     table = TableBackend(backend.score([ids])[0], n, np.load(prior_path), terms)
@@ -362,15 +362,30 @@ def estimate_vs_exact(
     return out
 
 
-def _row(s: Any, exact: float | None) -> dict[str, Any]:
+def _real_run(
+    backend: Backend, prompt: list[int], response: list[int], samples: int, strata: int
+) -> dict[str, Any]:
+    """The fast path on the model at every prompt position: seconds, evaluations, values."""
+    ids, vocab = prompt + response, backend.max_top_k
+    start = clock()
+    real = attribute(backend, prompt, response, samples=samples, strata=strata)
+    spent = since(start)
+    brute = len(ids) + (vocab - 1) * sum(len(ids) - s.position for s in real.positions)
+    return {
+        "seconds": spent,
+        "evaluations": real.evaluations,
+        "brute_force_evaluations": brute,
+        "share_of_brute_force": round(real.evaluations / brute, 5),
+        "brute_force_seconds_estimated": round(brute * spent["wall"] / real.evaluations),
+        "positions": [_row(s) for s in real.positions],
+    }
+
+
+def _row(s: Any) -> dict[str, Any]:
     row = {"position": s.position, "loga": round(s.loga, 4), "se": round(s.loga_se, 4)}
     row |= {"ci": [round(x, 4) for x in s.loga_ci], "ci_width": round(np.ptp(s.loga_ci), 4)}
     row |= {"certified": [round(x, 2) for x in s.loga_bounds], "certified_width": round(s.width, 2)}
-    row |= {"candidates": s.candidates, "sampled": s.sampled}
-    if exact is not None:
-        row |= {"exact": round(exact, 4), "error": round(s.loga - exact, 4)}
-        row["covered"] = bool(s.loga_ci[0] <= exact <= s.loga_ci[1])
-    return row
+    return row | {"candidates": s.candidates, "sampled": s.sampled}
 
 
 def _summary(scores: list[Any], exact: float) -> dict[str, Any]:
@@ -409,6 +424,9 @@ def main() -> None:
     )
     parser.add_argument("--strata", type=int, default=STRATA, help="--estimate: prior bands")
     parser.add_argument(
+        "--offline", action="store_true", help="--estimate: keep the last real run, redo the rest"
+    )
+    parser.add_argument(
         "--skip", default="", help="comma list: counts,timing,fast,convergence,scaling,flags"
     )
     args = parser.parse_args()
@@ -422,8 +440,9 @@ def main() -> None:
         return
     if args.estimate:
         sizes = [int(x) for x in args.samples.split(",")]
-        found = estimate_vs_exact(backend, args.estimate, args.seeds, sizes, args.strata)
         path = RESULTS / f"estimate-{args.estimate}.json"
+        real = json.loads(path.read_text())["real"] if args.offline else None
+        found = estimate_vs_exact(backend, args.estimate, args.seeds, sizes, args.strata, real)
         path.write_text(json.dumps(report | found, indent=1, ensure_ascii=False))
         return
     prompt, response = backend.tokenize(PROMPT)[:30], backend.tokenize(RESPONSE)[:30]
