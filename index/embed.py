@@ -65,8 +65,15 @@ def _normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+IDENTITY_FILE = "sciknow_model.json"  # a tuned model's name (`index/finetune.py`)
+
+
 def _model_label(folder: Path) -> str:
-    """The model's name in embedder names: its package for a packaged model."""
+    """The model's name in embedder names: its package for a packaged model, the name
+    recorded by `sciknow tune` (folder and weights hash) for a tuned one."""
+    identity = folder / IDENTITY_FILE
+    if identity.is_file():
+        return str(json.loads(identity.read_text())["name"])
     return folder.parent.name if folder.name == "model" else folder.name
 
 

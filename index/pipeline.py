@@ -274,13 +274,13 @@ def ingest(
 
     Chunks of `skip_embedding_kinds` are searchable by terms and symbols only. Every
     stored chunk is embedded again when that set changed or the index was built by
-    another runtime of the same model (`Store.embedder_differs`). `overlap=False` reads
+    another embedder or runtime (`Store.embedder_differs`): a tuned model
+    (`sciknow tune`) re-embeds the chunks as they were cut, nothing is re-read. `overlap=False` reads
     everything before embedding (the sequential reference). `before_commit` is a test
     hook (see `Store.writer`).
     """
     started = time.perf_counter()
     report = IngestReport()
-    store.check_ingest_embedder(embedder.name)
     if store.embedder_differs(embedder.name):
         report.reembedded_from = store.meta_value("embedder") or ""
     rebuild = bool(report.reembedded_from) or store.unembedded_kinds_differ(skip_embedding_kinds)
@@ -307,7 +307,8 @@ def ingest(
     if handoff.error is not None:
         raise handoff.error
     known_dimension = store.meta_value("dimension")
-    dimension = int(known_dimension) if known_dimension else embedder.dimension
+    reuse = known_dimension and not report.reembedded_from  # no need to load the model
+    dimension = int(known_dimension) if reuse else embedder.dimension
     with store.writer(embedder.name, dimension, before_commit, skip_embedding_kinds) as writer:
         for batch in batches:
             report.deleted_documents += writer.delete_origins(batch.source, batch.removed_origins)

@@ -459,7 +459,7 @@ class Store:
             policy_changed = self.unembedded_kinds_differ(unembedded_kinds) or (
                 self.embedder_differs(embedder_name)
             )
-            self._check_embedder(embedder_name, dimension)
+            self._record_embedder(embedder_name, dimension)
             writer = Writer(self)
             yield writer
             if writer.changed or policy_changed or self.generation() == 0:
@@ -488,33 +488,20 @@ class Store:
 
     def check_query_embedder(self, name: str) -> None:
         """Refuse to search with query vectors of another embedder or runtime than the
-        index's: vectors of two runtimes agree only within a tolerance."""
+        index's: vectors of two runtimes agree only within a tolerance, of two models not
+        at all."""
         if not self.embedder_differs(name):
             return
         current = self.meta_value("embedder") or ""
-        fix = (
-            "run `sciknow ingest` to re-embed its chunks with this runtime (nothing is "
-            "re-read), or set models.embedder_backend to the one that built it"
-            if same_model(current, name)
-            else "configure the embedder that built it, or use another --data-dir"
-        )
+        what = "runtime" if same_model(current, name) else "embedder"
+        setting = "models.embedder_backend" if what == "runtime" else "models.embedder"
         raise RuntimeError(
             f"the index in {self.root} was built with embedder {current!r}, not the "
-            f"configured {name!r}: {fix}"
+            f"configured {name!r}: run `sciknow ingest` to re-embed its chunks with this "
+            f"{what} (nothing is re-read), or set {setting} back to the one that built it"
         )
 
-    def check_ingest_embedder(self, name: str) -> None:
-        """Another runtime of the same model (`model+runtime` names) may re-embed the
-        index; another model is refused."""
-        current = self.meta_value("embedder")
-        if self.embedder_differs(name) and not same_model(current or "", name):
-            raise RuntimeError(
-                f"this index was built with embedder {current!r}, not {name!r}; "
-                "use another --data-dir or delete this one to rebuild"
-            )
-
-    def _check_embedder(self, name: str, dimension: int) -> None:
-        self.check_ingest_embedder(name)
+    def _record_embedder(self, name: str, dimension: int) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('dimension', ?)", (str(dimension),))
 

@@ -24,8 +24,10 @@ class PairScorer(Protocol):
     def predict(self, inputs: Sequence[tuple[str, str]], batch_size: int = 32) -> Any: ...
 
 
-def load_cross_encoder(model: str, threads: int = 2, max_length: int = 512) -> PairScorer:
-    """Load a CrossEncoder on the CPU from a local folder (or a cached hub name)."""
+def load_cross_encoder(model: str, threads: int = 2, max_length: int | None = None) -> PairScorer:
+    """Load a CrossEncoder on the CPU from a local folder (or a cached hub name); texts are
+    cut at `max_length` tokens, by default the model's own (a `sciknow tune` reranker's
+    training length, 512 for the ms-marco models)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from sentence_transformers import CrossEncoder

@@ -228,7 +228,9 @@ def test_switching_runtime_reembeds_at_ingest_and_search_refuses_until_then(tmp_
     assert report.embedded == 0 and Store(data).generation() == 2
 
 
-def test_another_model_is_still_refused(tmp_path):
+def test_another_model_is_refused_at_search_and_re_embeds_at_ingest(tmp_path):
+    """A tuned model (`sciknow tune`) is another embedder: search refuses the index until
+    `sciknow ingest` has re-embedded every stored chunk with it, in one new generation."""
     store = Store(tmp_path)
     embedder = make_embedder(MODEL, backend="onnx")
     ingest(store, [_Docs(DOCS)], embedder, Chunker())
@@ -238,10 +240,16 @@ def test_another_model_is_still_refused(tmp_path):
         dimension = 384
 
         def embed(self, texts):
-            return embedder.embed(texts)
+            return -embedder.embed(texts)
 
-    with pytest.raises(RuntimeError, match="use another --data-dir"):
-        ingest(Store(tmp_path), [_Docs(DOCS)], Other(), Chunker())
-    with pytest.raises(RuntimeError, match="configure the embedder that built it"):
+    with pytest.raises(RuntimeError, match="set models.embedder back"):
         Store(tmp_path).check_query_embedder(Other.name)
-    assert Store(tmp_path).generation() == 1
+    report = ingest(Store(tmp_path), [_Docs(DOCS)], Other(), Chunker())
+    store = Store(tmp_path)
+    assert report.reembedded_from == embedder.name and report.embedded > 0
+    assert store.generation() == 2 and store.meta_value("embedder") == Other.name
+    texts = dict(store.conn.execute("SELECT rowid, text FROM chunks"))
+    vectors = _faiss_vectors(store)
+    expected = -embedder.embed([texts[i] for i in sorted(vectors)])
+    assert np.allclose(np.stack([vectors[i] for i in sorted(vectors)]), expected, atol=1e-6)
+    store.check_query_embedder(Other.name)  # now accepted

@@ -22,6 +22,7 @@ from sciknow.ui.discordbot.bot import add_discord_parser
 from sciknow.ui.feedback import add_feedback_parser
 from sciknow.ui.mcp_server import add_mcp_parser
 from sciknow.ui.patch import add_patch_parser
+from sciknow.ui.tune import add_tune_parser
 from sciknow.ui.verify import add_verify_parser
 
 log = logging.getLogger("sciknow")
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(verbs)
     add_mcp_parser(verbs)
     add_patch_parser(verbs)
+    add_tune_parser(verbs)
     return parser
 
 
