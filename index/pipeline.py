@@ -275,9 +275,9 @@ def ingest(
     Chunks of `skip_embedding_kinds` are searchable by terms and symbols only. Every
     stored chunk is embedded again when that set changed or the index was built by
     another embedder or runtime (`Store.embedder_differs`): a tuned model
-    (`sciknow tune`) re-embeds the chunks as they were cut, nothing is re-read. `overlap=False` reads
-    everything before embedding (the sequential reference). `before_commit` is a test
-    hook (see `Store.writer`).
+    (`sciknow tune`) re-embeds the chunks as they were cut, nothing is re-read.
+    `overlap=False` reads everything before embedding (the sequential reference).
+    `before_commit` is a test hook (see `Store.writer`).
     """
     started = time.perf_counter()
     report = IngestReport()

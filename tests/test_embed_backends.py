@@ -242,7 +242,7 @@ def test_another_model_is_refused_at_search_and_re_embeds_at_ingest(tmp_path):
         def embed(self, texts):
             return -embedder.embed(texts)
 
-    with pytest.raises(RuntimeError, match="set models.embedder back"):
+    with pytest.raises(RuntimeError, match=r"set models\.embedder back"):
         Store(tmp_path).check_query_embedder(Other.name)
     report = ingest(Store(tmp_path), [_Docs(DOCS)], Other(), Chunker())
     store = Store(tmp_path)
