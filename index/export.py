@@ -63,24 +63,25 @@ def _write_once(target: Path, write: Callable[[Path], None]) -> Path:
 
 def _pipeline_config(model: Path) -> dict:
     """Sequence length and dimension, after checking the pipeline is transformer → mean
-    pooling → normalize (all-MiniLM-L6-v2's modules.json): the one the graph reproduces."""
+    pooling → normalize (all-MiniLM-L6-v2's modules.json): the one the graph reproduces.
+    Reads both sentence-transformers' older files (the packaged model) and version 6's
+    (a model saved by `sciknow tune`: `pooling_mode`, the length in the tokenizer config)."""
     modules = json.loads((model / "modules.json").read_text())
     kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
     pooling = json.loads((model / "1_Pooling" / "config.json").read_text())
-    mean_only = pooling.get("pooling_mode_mean_tokens") and not any(
-        value for key, value in pooling.items() if key.startswith("pooling_mode_") and
-        key != "pooling_mode_mean_tokens"
-    )  # fmt: skip
+    modes = {key for key, value in pooling.items() if key.startswith("pooling_mode_") and value}
+    mean_only = modes == {"pooling_mode_mean_tokens"} or pooling.get("pooling_mode") == "mean"
     if kinds != ["Transformer", "Pooling", "Normalize"] or not mean_only:
         raise RuntimeError(
             f"{model}: the onnx and openvino embedders support transformer + mean pooling + "
             f"normalize models, not {kinds} ({pooling}); set models.embedder_backend = 'torch'"
         )
     settings = json.loads((model / "sentence_bert_config.json").read_text())
-    return {
-        "max_seq_length": int(settings["max_seq_length"]),
-        "dimension": int(pooling["word_embedding_dimension"]),
-    }
+    if "max_seq_length" not in settings:
+        settings = json.loads((model / "tokenizer_config.json").read_text())
+    length = settings.get("max_seq_length") or settings["model_max_length"]
+    dimension = pooling.get("word_embedding_dimension") or pooling["embedding_dimension"]
+    return {"max_seq_length": int(length), "dimension": int(dimension)}
 
 
 def _export_onnx(model: Path, path: Path) -> None:

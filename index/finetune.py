@@ -87,7 +87,7 @@ def training_arguments(arguments_class: Any, folder: Path, settings: TrainSettin
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate,
-        warmup_ratio=settings.warmup_ratio,
+        warmup_steps=settings.warmup_ratio,  # a float below 1: a share of the steps
         seed=settings.seed,
         data_seed=settings.seed,
         use_cpu=True,
@@ -154,7 +154,7 @@ def train_embedder(
         train_dataset=data,
         loss=MultipleNegativesRankingLoss(model),
     )
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer.train(resume_from_checkpoint=resume is not None)  # the last one in `work`
     model.max_seq_length = inference_length  # trained on shorter texts, reads as the base
     save_model(lambda tmp: model.save(str(tmp)), out, "embedder")
     shutil.rmtree(work, ignore_errors=True)

@@ -74,7 +74,7 @@ def train_reranker(
         train_dataset=Dataset.from_dict(labelled_rows(pairs, settings.seed)),
         loss=BinaryCrossEntropyLoss(model),
     )
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer.train(resume_from_checkpoint=resume is not None)  # the last one in `work`
     save_model(lambda tmp: model.save_pretrained(str(tmp)), out, "reranker")
     shutil.rmtree(work, ignore_errors=True)
     return out

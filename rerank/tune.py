@@ -33,6 +33,7 @@ from sciknow.rerank.train import train_reranker
 VALIDATION_SHARE = 0.05
 VALIDATION_MAX = 200
 RERANK_DEPTH = 10  # validation: the reranker reorders the embedder's top 10
+MIN_PAIRS = 4  # one to validate, the rest to train
 
 
 @dataclass
@@ -166,7 +167,7 @@ def run_tune(store: Store, config: Config, request: TuneRequest) -> dict[str, An
         holdout=holdout_shingles(request.holdout),
         seed=settings.seed,
     )
-    if len(found.pairs) < 10:
+    if len(found.pairs) < MIN_PAIRS:
         raise RuntimeError(
             f"the index gives {len(found.pairs)} training pairs (man pages, docs sections, "
             "examples, answered mail): ingest more before tuning"

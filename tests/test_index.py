@@ -7,43 +7,21 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sources import ListSource
 
 from sciknow.config import Profile, RetrievalConfig
 from sciknow.index.chunking import Chunker, approx_tokens
 from sciknow.index.pipeline import IngestReport, ingest
 from sciknow.index.store import Filters, Store
 from sciknow.index.terms import terms
-from sciknow.ingest.base import Skip, SkipLog, State
+from sciknow.ingest.base import Skip
 from sciknow.records import Document
 from sciknow.rerank.hybrid import HybridRetriever, reciprocal_rank_fusion
 
 PREFIXES = tuple(Profile().symbol_prefixes)
-
-
-class ListSource:
-    """A source over documents held in memory; one origin per document title."""
-
-    def __init__(self, name: str, docs: list[Document], skipped_origins: tuple[str, ...] = ()):
-        self.name = name
-        self.docs = docs
-        self.skip_log = SkipLog()
-        self.skipped_origins = skipped_origins
-        self.skipped = self.skip_log.skipped
-
-    def iter_documents(self, since: State | None) -> Iterator[Document]:
-        for origin in self.skipped_origins:
-            self.skip_log.skip(origin, "unreadable in this test")
-        for doc in self.docs:
-            if since is None or since.origins.get(doc.origin) != doc.content_hash:
-                yield doc
-
-    def state(self) -> State:
-        origins = {d.origin: d.content_hash for d in self.docs}
-        return State(origins={o: h for o, h in origins.items() if o not in self.skipped_origins})
 
 
 def doc(title: str, text: str, kind: str = "doc", origin: str | None = None, **kw) -> Document:
