@@ -4,10 +4,10 @@ The index already holds thousands of questions with their answers, only not phra
 such. Each kind gives one pair per document:
 
 - `manpage`: the one-line summary ("Sets the relative, absolute, … tolerances") → the
-  page's first chunk. The name is left out of the query: users describe what they want
+  page's first chunk. Every passage loses the lines that repeat its query. The name is left out of the query: users describe what they want
   to do, and a query holding the name would teach nothing BM25 does not already know.
 - `heading`: a docs section's heading path ("Users Manual > KSP > Convergence Tests") →
-  the section's first chunk without its heading line.
+  the section's first chunk.
 - `example`: an example's help string → its first chunk.
 - `mail`: a thread's subject and first message → the first maintainer reply (the first
   reply when no maintainer answered).
@@ -104,11 +104,13 @@ def _first_chunk(store: Store, doc_id: str) -> str:
     return row[0] if row else ""
 
 
-def _without_heading(text: str, doc: Document) -> str:
-    """The chunk minus its first line when that line is the heading (path) it starts with."""
-    first, _, rest = text.partition("\n")
-    heading = first.strip().lstrip("#").strip()
-    return rest.strip() if heading in (doc.title.strip(), doc.section.strip()) else text
+def without_query(passage: str, query: str) -> str:
+    """The passage minus the lines that repeat the query (a man page's "Name – summary"
+    line, a section's heading path, an example's help string): a pair whose passage
+    holds its query verbatim teaches only what word overlap already finds."""
+    needle = " ".join(_words(query))
+    kept = [line for line in passage.splitlines() if needle not in " ".join(_words(line))]
+    return "\n".join(kept).strip()
 
 
 def _mail_pair(doc: Document) -> tuple[str, str] | None:
@@ -136,9 +138,7 @@ def pair_of(kind: str, doc: Document, store: Store) -> Pair | None:
             "heading": doc.section or doc.title,
             "example": doc.title.partition(": ")[2],
         }[kind]
-        positive = _first_chunk(store, doc.id)
-        if kind == "heading":
-            positive = _without_heading(positive, doc)
+        positive = without_query(_first_chunk(store, doc.id), query)
     if len(_words(query)) < MIN_QUERY_WORDS or len(_words(positive)) < MIN_PASSAGE_WORDS:
         return None
     return Pair(kind, query.strip(), positive.strip(), doc.id)
