@@ -4,13 +4,15 @@ The index already holds thousands of questions with their answers, only not phra
 such. Each kind gives one pair per document:
 
 - `manpage`: the one-line summary ("Sets the relative, absolute, … tolerances") → the
-  page's first chunk. Every passage loses the lines that repeat its query. The name is left out of the query: users describe what they want
+  page's first chunk. The name is left out of the query: users describe what they want
   to do, and a query holding the name would teach nothing BM25 does not already know.
 - `heading`: a docs section's heading path ("Users Manual > KSP > Convergence Tests") →
   the section's first chunk.
 - `example`: an example's help string → its first chunk.
 - `mail`: a thread's subject and first message → the first maintainer reply (the first
   reply when no maintainer answered).
+
+Every passage loses the lines that repeat its query (`without_query`).
 
 A hard negative is the best BM25 hit, for the query, from another document: a passage
 that shares the query's words but answers something else. Pages under an excluded path
