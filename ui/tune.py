@@ -26,6 +26,7 @@ def add_tune_parser(verbs: Any) -> None:
     parser.add_argument("--max-pairs", type=int, default=4000, help="training pairs (0: all)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, help="default 3e-5")
     parser.add_argument("--max-seq-length", type=int, default=128, help="tokens per text")
     parser.add_argument(
         "--exclude-path",
@@ -60,6 +61,7 @@ def run_tune_command(args: argparse.Namespace, config: Config) -> int:
     settings = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate or TrainSettings.learning_rate,
         max_seq_length=args.max_seq_length,
         seed=args.seed,
         threads=config.models.threads,
