@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # httpx loads with the first client: every `sciknow` verb imports this
+    import httpx
 
 TOKEN_ENV = "SCIKNOW_API_TOKEN"
 MAX_QUESTION_CHARS = 2000  # the API's limit (serve/web/api.py, AskRequest)
@@ -93,6 +94,8 @@ class ApiClient:
     """One keep-alive connection pool to `base_url`; `token` is sent as a bearer token."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 180.0) -> None:
+        import httpx
+
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
@@ -105,6 +108,8 @@ class ApiClient:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
@@ -145,6 +150,8 @@ class ApiClient:
             "flags": flags,
             "stream": True,
         }
+        import httpx
+
         try:
             async with self._http.stream("POST", "/ask", json=body) as response:
                 await _raise_for_status(response)
