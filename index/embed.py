@@ -146,6 +146,7 @@ class RuntimeEmbedder:
         if backend not in ("onnx", "openvino"):
             raise ValueError(f"RuntimeEmbedder runs onnx or openvino, not {backend!r}")
         self.folder = folder
+        self.label = _model_label(folder)  # read once: `name` is asked for every batch
         self.backend = backend
         self.kind = "onnx-int8" if quantization == "int8" else backend
         self.threads = threads
@@ -162,7 +163,7 @@ class RuntimeEmbedder:
         variant = self.kind
         if self.backend == "openvino":
             variant = f"openvino-{self._openvino_precision()}"
-        return f"st:{_model_label(self.folder)}+{variant}"
+        return f"st:{self.label}+{variant}"
 
     @property
     def export(self) -> Path:
@@ -309,6 +310,16 @@ class OpenAIEmbedder:
         return _normalize(np.array(rows, dtype=np.float32).reshape(len(rows), -1))
 
 
+def local_model_folder(spec: str) -> Path | None:
+    """The folder of a local model spec (`package:<dist>` or a path), None for a remote
+    `openai:` one."""
+    if spec.startswith("openai:"):
+        return None
+    if spec.startswith("package:"):
+        return package_model_dir(spec.removeprefix("package:"))
+    return Path(spec).expanduser()
+
+
 def make_embedder(
     spec: str,
     threads: int = 2,
@@ -323,15 +334,12 @@ def make_embedder(
         if not model:
             raise RuntimeError(f"embedder {spec!r} needs a model name: openai:<url>#<model>")
         return OpenAIEmbedder(url, model, batch_size)
-    if spec.startswith("package:"):
-        folder = package_model_dir(spec.removeprefix("package:"))
-    else:
-        folder = Path(spec).expanduser()
-        if not (folder / "config.json").is_file():
-            raise RuntimeError(
-                f"models.embedder = {spec!r} is neither package:<dist>, openai:<url>#<model> "
-                "nor a local sentence-transformers folder"
-            )
+    folder = local_model_folder(spec)
+    if folder is None or not (folder / "config.json").is_file():
+        raise RuntimeError(
+            f"models.embedder = {spec!r} is neither package:<dist>, openai:<url>#<model> "
+            "nor a local sentence-transformers folder"
+        )
     if quantization != "none" and backend != "onnx":
         raise RuntimeError(
             f"{quantization} quantization needs embedder_backend 'onnx', not {backend!r}"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sciknow.config import Config
-from sciknow.index.embed import Embedder, make_embedder, package_model_dir
+from sciknow.index.embed import Embedder, local_model_folder, make_embedder
 from sciknow.index.store import Store
 
 if TYPE_CHECKING:
@@ -39,15 +39,9 @@ def load_embedder(config: Config, store: Store | None = None) -> Embedder:
 
 def _tokenizer_file(spec: str) -> Path | None:
     """The embedding model's tokenizer.json, so chunk budgets are in its own tokens."""
-    if spec.startswith("openai:"):
-        return None
-    folder = (
-        package_model_dir(spec.removeprefix("package:"))
-        if spec.startswith("package:")
-        else (Path(spec).expanduser())
-    )
-    file = folder / "tokenizer.json"
-    return file if file.is_file() else None
+    folder = local_model_folder(spec)
+    file = folder / "tokenizer.json" if folder else None
+    return file if file and file.is_file() else None
 
 
 def make_chunker(config: Config) -> Chunker:

@@ -20,7 +20,7 @@ import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ def with_negatives(pairs: list[Pair], seed: int) -> list[Pair]:
         while not negative and len(pairs) > 1:
             other = rng.randrange(len(pairs))
             negative = pairs[other].positive if other != n else ""
-        out.append(Pair(pair.kind, pair.query, pair.positive, pair.doc_id, negative))
+        out.append(replace(pair, negative=negative))
     return out
 
 

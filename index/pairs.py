@@ -28,7 +28,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sciknow.index.store import Store
@@ -224,7 +224,7 @@ def extract_pairs(
         for pair in chosen:
             negative = _negative(store, pair, allowed, leaks)
             stats.without_negative += not negative
-            with_negatives.append(Pair(**{**asdict(pair), "negative": negative}))
+            with_negatives.append(replace(pair, negative=negative))
         chosen = with_negatives
     stats.pairs = chosen
     return stats

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sciknow.config import Config
-from sciknow.index.embed import package_model_dir
+from sciknow.index.embed import local_model_folder
 from sciknow.index.finetune import TrainSettings, fingerprint, train_embedder
 from sciknow.index.pairs import Pair, PairSet, extract_pairs, holdout_shingles
 from sciknow.index.store import Store
@@ -49,12 +49,10 @@ class TuneRequest:
 
 def base_model(config: Config) -> Path:
     """The configured embedder's local folder: what tuning starts from."""
-    spec = config.models.embedder
-    if spec.startswith("openai:"):
+    folder = local_model_folder(config.models.embedder)
+    if folder is None:
         raise RuntimeError("sciknow tune trains a local model; models.embedder is a remote API")
-    if spec.startswith("package:"):
-        return package_model_dir(spec.removeprefix("package:"))
-    return Path(spec).expanduser()
+    return folder
 
 
 def split(pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
@@ -88,11 +86,10 @@ def _pool(validation: list[Pair]) -> tuple[list[str], list[int]]:
 
 def embedder_scores(model_dir: Path, validation: list[Pair], threads: int) -> np.ndarray:
     """Cosine of each validation query with every pooled passage (torch, as trained)."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
-    from sciknow.index.finetune import set_seed
-
-    set_seed(0, threads)
+    torch.set_num_threads(threads)
     model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     pool, _ = _pool(validation)
     queries = model.encode([p.query for p in validation], normalize_embeddings=True)
@@ -115,14 +112,15 @@ def validate_reranker(
     scores = embedder_scores(embedder_dir, validation, threads)
     pool, gold = _pool(validation)
     model = load_cross_encoder(str(reranker_dir), threads, max_length=None)
-    ranks, seconds, scored = [], 0.0, 0
-    for query, row, g in zip([p.query for p in validation], scores, gold, strict=True):
+    ranks, seconds, scored = _ranks(scores, gold), 0.0, 0
+    for n, (pair, row, g) in enumerate(zip(validation, scores, gold, strict=True)):
         top = list(np.argsort(-row)[:RERANK_DEPTH])
         started = time.perf_counter()
-        logits = model.predict([(query, pool[i]) for i in top])
+        logits = model.predict([(pair.query, pool[i]) for i in top])
         seconds, scored = seconds + time.perf_counter() - started, scored + len(top)
         order = [top[i] for i in np.argsort(-np.asarray(logits), kind="stable")]
-        ranks.append(order.index(g) + 1 if g in order else int((row > row[g]).sum()) + 1)
+        if g in order:
+            ranks[n] = order.index(g) + 1
     return {**_summary(ranks), "ms_per_candidate": round(1000 * seconds / max(1, scored), 1)}
 
 
