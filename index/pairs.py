@@ -81,14 +81,24 @@ def shingles(text: str, size: int = LEAK_WORDS) -> set[tuple[str, ...]]:
 
 
 def holdout_shingles(paths: Iterable[Path]) -> set[tuple[str, ...]]:
-    """Word runs of every question and answer of JSONL evaluation sets."""
+    """Word runs of every question and answer of JSONL evaluation sets; a set that cannot
+    be read is an error, never a silent empty hold-out."""
     found: set[tuple[str, ...]] = set()
     for path in paths:
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            if line.strip():
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise RuntimeError(f"hold-out set {path} cannot be read ({err})") from None
+        for n, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
                 record = json.loads(line)
-                for key in ("question", "answer"):
-                    found |= shingles(str(record.get(key) or ""))
+                texts = [str(record.get(key) or "") for key in ("question", "answer")]
+            except (json.JSONDecodeError, AttributeError) as err:
+                raise RuntimeError(f"{path}:{n}: not a JSON question record ({err})") from None
+            for text in texts:
+                found |= shingles(text)
     return found
 
 

@@ -157,7 +157,6 @@ def run_tune(store: Store, config: Config, request: TuneRequest) -> dict[str, An
     """Pairs, training and validation; writes the output folder and returns the card."""
     started = time.monotonic()
     settings, out = request.settings, request.out
-    out.mkdir(parents=True, exist_ok=True)
     found = extract_pairs(
         store,
         max_pairs=request.max_pairs,
@@ -170,6 +169,7 @@ def run_tune(store: Store, config: Config, request: TuneRequest) -> dict[str, An
             f"the index gives {len(found.pairs)} training pairs (man pages, docs sections, "
             "examples, answered mail): ingest more before tuning"
         )
+    out.mkdir(parents=True, exist_ok=True)  # only once there is something to train on
     found.write_jsonl(out / "pairs.jsonl")
     train, validation = split(found.pairs)
     base = base_model(config)

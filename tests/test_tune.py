@@ -123,6 +123,12 @@ def test_pairs_of_each_kind_with_exclusions_and_holdout(pair_index, tmp_path):
     assert all(p.negative and p.negative != p.positive for p in found.pairs)
     again = extract_pairs(pair_index, exclude=["faq/"], holdout=holdout_shingles([holdout]), seed=3)
     assert again.pairs == found.pairs  # deterministic given the seed
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": LEAKED}) + "\n" + '{"question": "cut off\n')
+    with pytest.raises(RuntimeError, match=r"bad\.jsonl:2: not a JSON question record"):
+        holdout_shingles([bad])
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        holdout_shingles([tmp_path / "missing.jsonl"])
     two = extract_pairs(pair_index, max_pairs=2, exclude=["faq/"], seed=3).pairs
     assert len(two) == 2 and len({p.kind for p in two}) == 2  # a fair share per kind
 
