@@ -59,6 +59,10 @@ LANGUAGES = {
 HEADER_SUFFIXES = (".h", ".hpp", ".hh", ".cuh")
 FIXED_FORM_SUFFIXES = (".F", ".f")
 CHANGELOG_RE = re.compile(r"^doc/changes/[^/]+\.(?:md|rst)$")
+# `MANSEC = KSP` / `SUBMANSEC = PC` in a folder's makefile or a header's comment: the
+# manual section its man pages are published under (SUBMANSEC wins).
+MANSEC_RE = re.compile(r"^\s*(?:/\*\s*)?(SUB)?MANSEC\s*=\s*(\w+)", re.M)
+MANSEC_HEAD_CHARS = 4000
 LOCAL_TIMEOUT_S = 300
 NETWORK_TIMEOUT_S = 1800
 
@@ -142,6 +146,8 @@ class GitSource:
         self.skipped: list[Skip] = []
         self._state: State | None = None
         self._commit = ""
+        self._root = Path()
+        self._folder_mansec: dict[str, str] = {}
 
     # ---- Source protocol -------------------------------------------------------------------
 
@@ -150,6 +156,7 @@ class GitSource:
         skips = SkipLog()
         self.skipped = skips.skipped
         root = self._worktree()
+        self._root, self._folder_mansec = root, {}
         self._state = self._scan(root)
         before = since.origins if since else {}
         for relpath, fingerprint in self._state.origins.items():
@@ -286,7 +293,8 @@ class GitSource:
             spans = split_fortran(text, fixed_form=suffix in FIXED_FORM_SUFFIXES)
         else:
             spans = split_python(text) if language == "python" else split_c(text)
-        docs = [self._manpage(relpath, page, used) for page in pages]
+        mansec = self._mansec(relpath, text) if pages else ""
+        docs = [self._manpage(relpath, page, used, mansec) for page in pages]
         docs += [self._function(relpath, span, language, used) for span in spans]
         covered = [(p.start_line, p.end_line) for p in pages] + [(s.start, s.end) for s in spans]
         rest = leftover(text, covered)
@@ -297,7 +305,9 @@ class GitSource:
     def _header(self, relpath: str, text: str, skips: SkipLog) -> list[Document]:
         """A header's man pages plus the header itself as one code document."""
         used: set[str] = set()
-        docs = [self._manpage(relpath, page, used) for page in parse_manpages(text, relpath, skips)]
+        pages = parse_manpages(text, relpath, skips)
+        mansec = self._mansec(relpath, text) if pages else ""
+        docs = [self._manpage(relpath, page, used, mansec) for page in pages]
         language = LANGUAGES[PurePosixPath(relpath).suffix]
         return [*docs, self._whole_file(relpath, text, text, {"language": language})]
 
@@ -330,7 +340,12 @@ class GitSource:
             )
         ]
 
-    def _manpage(self, relpath: str, page: ManPage, used: set[str]) -> Document:
+    def _manpage(self, relpath: str, page: ManPage, used: set[str], mansec: str) -> Document:
+        """A man page, linked to its published page when the manual section is known (the
+        comment block's own lines stay in `meta["source_uri"]`)."""
+        lines = (page.start_line, page.end_line)
+        meta = {**page.to_dict(), "mansec": mansec, "source_uri": self._blob(relpath, lines)}
+        published = self.profile.manpage_url if mansec else ""
         return self._document(
             relpath,
             "manpage",
@@ -338,10 +353,37 @@ class GitSource:
             render(page),
             anchor=_unique(page.name, page.start_line, used),
             section=page.name,
-            lines=(page.start_line, page.end_line),
+            lines=lines,
             defines=[page.name],
-            meta=page.to_dict(),
+            meta=meta,
+            uri=published.format(mansec=mansec, name=quote(page.name)),
         )
+
+    def _blob(self, relpath: str, lines: tuple[int, int]) -> str:
+        """The file's lines at the commit (or the configured `rev`) in the blob viewer."""
+        rev = self._commit or self.rev or self.profile.default_rev
+        start, end = lines
+        return self.profile.blob_url.format(rev=rev, path=quote(relpath), start=start, end=end)
+
+    def _mansec(self, relpath: str, text: str) -> str:
+        """The manual section of a file's man pages: declared in its own head (headers do),
+        else in the makefile of its folder or the nearest folder above that has one."""
+        return _declared_mansec(text[:MANSEC_HEAD_CHARS]) or self._folder_section(
+            PurePosixPath(relpath).parent
+        )
+
+    def _folder_section(self, folder: PurePosixPath) -> str:
+        key = folder.as_posix()
+        if key not in self._folder_mansec:
+            makefile = self._root / folder / "makefile"
+            try:
+                found = _declared_mansec(makefile.read_text("utf-8", "replace"))
+            except OSError:
+                found = ""
+            if not found and folder.parts:
+                found = self._folder_section(folder.parent)
+            self._folder_mansec[key] = found
+        return self._folder_mansec[key]
 
     def _function(self, relpath: str, span: Span, language: str, used: set[str]) -> Document:
         return self._document(
@@ -378,15 +420,13 @@ class GitSource:
         mentions: str = "",
     ) -> Document:
         """A document of this source; `symbols` = `defines`, then names in `text` and `mentions`."""
-        rev = self._commit or self.rev or self.profile.default_rev
         start, end = lines
-        blob = self.profile.blob_url.format(rev=rev, path=quote(relpath), start=start, end=end)
         found = find_symbols(f"{text}\n{mentions}", self.profile.symbol_prefixes)
         return Document(
             id=f"{self.name}:{relpath}" + (f"#{anchor}" if anchor else ""),
             source=self.name,
             kind=kind,
-            uri=uri or blob,
+            uri=uri or self._blob(relpath, lines),
             title=title,
             text=text,
             origin=relpath,
@@ -398,6 +438,12 @@ class GitSource:
             end_line=end,
             meta=meta or {},
         )
+
+
+def _declared_mansec(text: str) -> str:
+    """SUBMANSEC if the text declares one, else MANSEC, else empty."""
+    found = {bool(sub): name for sub, name in MANSEC_RE.findall(text)}
+    return found.get(True) or found.get(False, "")
 
 
 def _unique(name: str, start: int, used: set[str]) -> str:

@@ -9,6 +9,8 @@ from sciknow.ingest.base import Source
 
 DOC_SUFFIXES = {".md", ".rst", ".html", ".htm", ".txt"}
 MAIL_SUFFIXES = {".mbox", ".mbx"}
+SOURCE_TREE_SUFFIXES = {".h", ".hpp", ".hh", ".c", ".cxx", ".cpp", ".cu", ".F90", ".f90", ".h90"}
+TREE_SNIFF_FILES = 200  # files looked at under include/ before deciding it holds no headers
 
 
 def infer_kind(location: str) -> str:
@@ -25,12 +27,27 @@ def infer_kind(location: str) -> str:
     if not path.exists():
         raise ConfigError(f"{location!r} is neither an existing path nor a URL")
     if path.is_dir():
-        return "git" if (path / ".git").exists() else "docs"
+        if (path / ".git").exists():
+            return "git"
+        return "source" if is_source_tree(path) else "docs"
     if path.suffix in MAIL_SUFFIXES or path.name.endswith((".mbox.gz", ".txt.gz")):
         return "mbox"
     if path.suffix == ".json":
         return _json_kind(path)
     raise ConfigError(f"cannot tell what kind of source {location!r} is; add it to sciknow.toml")
+
+
+def is_source_tree(path: Path) -> bool:
+    """A library's source tree without git (release tarball, installed copy): C, C++ or
+    Fortran headers under `include/` beside a `src/` folder."""
+    if not ((path / "include").is_dir() and (path / "src").is_dir()):
+        return False
+    for n, file in enumerate((path / "include").rglob("*")):
+        if file.suffix in SOURCE_TREE_SUFFIXES:
+            return True
+        if n >= TREE_SNIFF_FILES:
+            break
+    return False
 
 
 def _json_kind(path: Path) -> str:
@@ -49,15 +66,16 @@ def source_for_location(location: str, config: Config) -> SourceConfig:
     for configured in config.sources:
         if configured.path == location:
             return configured
-    return SourceConfig(name=name, kind=kind, path=location, official=kind in ("git", "docs"))
+    official = kind in ("git", "source", "docs")
+    return SourceConfig(name=name, kind=kind, path=location, official=official)
 
 
 def make_sources(spec: SourceConfig, config: Config) -> list[Source]:
     """Instantiate the ingestor(s) for one source entry.
 
-    A git source tree also gets a docs source over its `doc/` folder (named
-    `<name>-doc`), so a whole-repository ingest includes the manual, FAQ and
-    release notes, parsed by section with petsc.org anchors.
+    A source tree (`git`, or `source` for a folder without git) also gets a docs source
+    over its `doc/` folder (named `<name>-doc`), so a whole-repository ingest includes the
+    manual, FAQ and release notes, parsed by section with petsc.org anchors.
     """
     common = {"profile": config.profile}
     max_bytes = config.ingest.max_file_bytes
@@ -70,25 +88,41 @@ def make_sources(spec: SourceConfig, config: Config) -> list[Source]:
                 official=spec.official, exclude=spec.exclude, **common,
             )
         ]  # fmt: skip
-    if spec.kind == "git":
-        from sciknow.ingest.docs import DocsSource
-        from sciknow.ingest.gitsrc import GitSource, is_url
+    if spec.kind in ("git", "source"):
+        return _tree_sources(spec, config)
+    return [_community_source(spec, config)]
 
-        clone_root = config.data_path / "clones"
-        tree = clone_root / spec.name if is_url(spec.path) else Path(spec.path)
+
+def _tree_sources(spec: SourceConfig, config: Config) -> list[Source]:
+    """A source tree (a git checkout or URL, or a plain folder for `kind = "source"`) and a
+    docs source over its `doc/` folder when it has one."""
+    from sciknow.ingest.docs import DocsSource
+    from sciknow.ingest.gitsrc import GitSource, is_url
+
+    if spec.kind == "source" and is_url(spec.path):
+        raise ConfigError(
+            f'source {spec.name!r}: kind = "source" reads a local folder; '
+            f'use kind = "git" to clone {spec.path}'
+        )
+    clone_root = config.data_path / "clones"
+    tree = clone_root / spec.name if is_url(spec.path) else Path(spec.path)
+    sources: list[Source] = [
+        GitSource(
+            name=spec.name, location=spec.path, clone_root=clone_root, profile=config.profile,
+            max_file_bytes=config.ingest.max_file_bytes, rev=spec.rev, official=spec.official,
+            exclude=[*spec.exclude, "doc/changes/"],
+        )
+    ]  # fmt: skip
+    if spec.kind == "git" or (tree / "doc").is_dir():
         doc_exclude = [p.removeprefix("doc/") for p in spec.exclude if p.startswith("doc/")]
-        return [
-            GitSource(
-                name=spec.name, location=spec.path, clone_root=clone_root,
-                max_file_bytes=max_bytes, rev=spec.rev, official=spec.official,
-                exclude=[*spec.exclude, "doc/changes/"], **common,
-            ),
+        sources.append(
             DocsSource(
                 name=f"{spec.name}-doc", root=str(tree / "doc"), base_url=spec.base_url,
-                max_file_bytes=max_bytes, official=spec.official, exclude=doc_exclude, **common,
-            ),
-        ]  # fmt: skip
-    return [_community_source(spec, config)]
+                max_file_bytes=config.ingest.max_file_bytes, official=spec.official,
+                exclude=doc_exclude, profile=config.profile,
+            )
+        )  # fmt: skip
+    return sources
 
 
 def _community_source(spec: SourceConfig, config: Config) -> Source:

@@ -25,7 +25,7 @@ from typing import Any
 
 from sciknow.records import KINDS
 
-SOURCE_KINDS = ("docs", "git", "pipermail", "mbox", "gitlab", "discord-export")
+SOURCE_KINDS = ("docs", "git", "source", "pipermail", "mbox", "gitlab", "discord-export")
 EMBEDDER_BACKENDS = ("openvino", "onnx", "torch")
 QUANTIZATIONS = ("none", "int8")
 
@@ -43,6 +43,10 @@ class Profile:
     docs_url: str = "https://petsc.org/release/"
     blob_url: str = "https://gitlab.com/petsc/petsc/-/blob/{rev}/{path}#L{start}-{end}"
     default_rev: str = "main"
+    # Where a man page is published: {mansec} is the page's manual section (the SUBMANSEC
+    # or MANSEC its file or folder declares), {name} the page. Empty: man pages link to
+    # their comment block in the source (blob_url).
+    manpage_url: str = "https://petsc.org/release/manualpages/{mansec}/{name}/"
     # Names (and GitLab/Discord usernames) whose replies are marked as maintainers'.
     maintainers: list[str] = field(default_factory=list)
     # Questions the web chat offers on an empty conversation.
@@ -167,13 +171,17 @@ class AnswerConfig:
 
 @dataclass
 class McpConfig:
-    """`sciknow mcp`: the `sciknow serve` it is a client of (README, "MCP server")."""
+    """`sciknow mcp`: the `sciknow serve` it is a client of (README, "MCP server").
 
-    api_url: str = "http://127.0.0.1:8080"
+    An empty `api_url` lets `sciknow mcp` choose: the `sciknow serve` at the default address
+    when one answers there, else the engine built in its own process over `data_dir`.
+    """
+
+    api_url: str = ""
     timeout_s: float = 300.0  # for one API call (a generated answer with flags can be slow)
 
     def __post_init__(self) -> None:
-        if not self.api_url.startswith(("http://", "https://")):
+        if self.api_url and not self.api_url.startswith(("http://", "https://")):
             raise ConfigError(f"mcp.api_url = {self.api_url!r} must start with http(s)://")
         if self.timeout_s <= 0:
             raise ConfigError("mcp.timeout_s must be positive")
@@ -247,16 +255,18 @@ class DiscordConfig:
 
     api_url: str = "http://127.0.0.1:8080"
     # Channel IDs or names where the bot answers (their threads too); empty = nowhere.
-    channels: list[str] = field(default_factory=list)
+    # IDs may be TOML integers, as Discord shows them; they are kept as strings.
+    channels: list[str | int] = field(default_factory=list)
     allow_dm: bool = False
     auto_forum: bool = False  # answer new posts in listed forum channels without a mention
     flags: bool = False  # underline uncertain spans and unknown names, with a legend
-    maintainer_role: str = ""  # role ID or name: pinged by "Ask a maintainer", may /patch
+    maintainer_role: str = ""  # role ID or name: pinged by "Ask a maintainer"
     per_user_per_minute: int = 4
     timeout_s: float = 180.0  # for one answer, from the question to the last token
     stream_edit_s: float = 1.5  # show a growing draft after this long, edited this often
 
     def __post_init__(self) -> None:
+        self.channels = [str(channel) for channel in self.channels]
         if not self.api_url.startswith(("http://", "https://")):
             raise ConfigError(f"discord.api_url = {self.api_url!r} must start with http(s)://")
         if self.per_user_per_minute < 1:
@@ -267,15 +277,29 @@ class DiscordConfig:
 
 @dataclass
 class ServeConfig:
-    """`sciknow serve`: per-client limits on `/ask` (README, "Web chat"). The API token
-    comes from `--token` or `SCIKNOW_API_TOKEN`, never from this file."""
+    """`sciknow serve`: per-client limits, the proxies it trusts, its timeouts (README,
+    "Running it for a team"). The API token comes from `--token` or `SCIKNOW_API_TOKEN`,
+    never from this file."""
 
     ask_concurrent: int = 4  # /ask requests one client address may have in flight
     ask_per_minute: int = 30  # /ask requests one client address may start in 60 s
+    feedback_per_minute: int = 30  # POST /feedback per client address
+    verify_per_minute: int = 60  # POST /verify per client address
+    chat_per_minute: int = 60  # POSTs to the web chat's API (/gradio_api/...) per address
+    token_failures_per_minute: int = 10  # wrong tokens one address may send before 429
+    # Addresses or networks of reverse proxies whose X-Forwarded-For names the client;
+    # empty: every client is its connecting address, whatever headers it sends.
+    trusted_proxies: list[str] = field(default_factory=list)
+    header_timeout_s: float = 10.0  # a request's head must arrive within this
+    body_timeout_s: float = 30.0  # and its body within this (408)
+    stall_s: float = 300.0  # /health says "stalled" when an answer is silent this long
 
     def __post_init__(self) -> None:
-        if self.ask_concurrent < 1 or self.ask_per_minute < 1:
-            raise ConfigError("serve.ask_concurrent and serve.ask_per_minute must be at least 1")
+        limits = [v for k, v in vars(self).items() if k.endswith(("_concurrent", "_minute"))]
+        if min(limits) < 1:
+            raise ConfigError("serve: every *_concurrent and *_per_minute must be at least 1")
+        if min(self.header_timeout_s, self.body_timeout_s, self.stall_s) <= 0:
+            raise ConfigError("serve: timeouts and stall_s must be positive")
 
 
 @dataclass
@@ -348,8 +372,14 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         return _coerce_table(value, typing.get_args(typ)[1], key)
-    if origin in (types.UnionType, typing.Union):
-        return _coerce(value, next(a for a in typing.get_args(typ) if a is not type(None)), key)
+    if origin in (types.UnionType, typing.Union):  # the first member type that fits
+        *first, last = [a for a in typing.get_args(typ) if a is not type(None)]
+        for option in first:
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                pass
+        return _coerce(value, last, key)
     if typ is bool:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
             return value.lower() in ("1", "true", "yes")
