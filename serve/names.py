@@ -6,7 +6,10 @@ and option its documents name, so a name it does not hold is almost surely wrong
 
 What is checked. The names `ingest/symbols.py` finds with the profile's prefixes
 (`KSPSetTolerances`, `MATAIJ`, `KSP_CONVERGED_RTOL`, `-ksp_rtol`), everywhere in the
-text, code blocks included, plus *near misses*: identifiers of six or more characters
+text, code blocks included; a brace form stands for each of its expansions
+(`KSP{Set|Get}MatSolveBlockSize()` names `KSPSetMatSolveBlockSize` and
+`KSPGetMatSolveBlockSize`, never the fragment `MatSolveBlockSize`; see
+`release_notes.name_spans`); plus *near misses*: identifiers of six or more characters
 that the prefixes miss — with two or more capitals, or a prefix then a small letter —
 but that are one edit away from a known name (`KPSetTolerances`, `Petscnt`).
 
@@ -17,10 +20,16 @@ all-capital word among other all-capital words (shouting: "PLEASE CHECK MATH"). 
 option is fine too when it becomes a known option after dropping leading `word_` parts:
 `-mg_levels_ksp_type` is `-ksp_type` with the prefix `mg_levels_`.
 
-Reasons. `removed-name`: the name appears only in release notes (documents of kind
-`changelog`), and they say it was removed or renamed (`release_notes.py` has the rules);
-the suggestions are the replacements they name — unless the text itself says it was
-removed or renamed (quoting the release note is not using the name). `unknown-name`:
+Reasons. `removed-name`: a release note (a document of kind `changelog`) says that exact
+name was removed, renamed, replaced or deprecated (`release_notes.py` has the rules), and
+no current document holds it — no man page or source defines it, no other page mentions
+it (the deprecated `SNESGetSNESLineSearch` that a header still defines is known, not
+removed); the suggestions are the replacements the notes name. A removed name the text
+presents as history is not flagged, since quoting a release note is not using the name:
+the text itself says it was removed or renamed, or the name sits in a sentence about a
+release ("in 3.3", "PETSc 3.15", "the release notes", "earlier versions"), or in a unit
+whose citation marker points at a changelog passage (`check(text, citations)`: the
+text from the previous marker or blank line up to the marker). `unknown-name`:
 anything else, with up to three close known names: by edit distance (letters dropped,
 swapped or changed, case ignored) and by shared identifier parts (`KSPSetRelativeTolerance`
 → `KSPSetTolerances`); an option may get a suggestion with its prefix kept.
@@ -42,29 +51,40 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from sciknow.config import Profile
 from sciknow.index.store import Store
 from sciknow.index.terms import identifier_parts
-from sciknow.ingest.symbols import symbol_spans
-from sciknow.serve.release_notes import removals
+from sciknow.serve.release_notes import name_spans, removals
 
 log = logging.getLogger(__name__)
 
 MAX_SUGGESTIONS = 3
 NAMES_FILE = "names.json"  # the names of the current generation, beside index.sqlite
+_NAMES_FORMAT = 2  # in the names file's key: a file written by an older reading is re-read
 MIN_SCORE = 0.5  # a suggestion's similarity (0..1, see `_Suggester.score`) at least this
 _PATTERN_FOLLOWERS = "*{["
 _IDENTIFIER_RE = re.compile(r"(?<![\w\-./])[A-Za-z][A-Za-z0-9_]{5,}\b")
 _WORD_RE = re.compile(r"[\w-]+")
 _BATCH = 500  # names per SQL IN (...) (SQLite's variable limit)
+_HISTORY_KIND = "changelog"  # a unit citing a passage of this kind quotes history
+# A sentence about a release: a version number after a word that dates it, or release notes.
+_RELEASE_RE = re.compile(
+    r"\b(?:PETSc|version|release|v)\s*\d+\.\d+"
+    r"|\b(?:in|since|until|before|after|from|changes:?)\s+(?:PETSc\s+)?[23]\.\d{1,2}\b"
+    r"|\brelease\s+notes?\b|\bchangelog\b|\bchanges\s+in\b"
+    r"|\b(?:older|earlier|previous|prior)\s+(?:PETSc\s+)?(?:versions?|releases?)\b",
+    re.IGNORECASE,
+)
+_SENTENCE_END_RE = re.compile(r"[.!?](?=\s)|\n")
+Range = tuple[int, int]
 
 
 @dataclass
@@ -242,10 +262,11 @@ class NameChecker:
         defined: Iterable[str] = (),
     ) -> None:
         self.prefixes = tuple(prefixes)
-        self.removed = dict(removed or {})
+        self.defined = set(defined)
+        # A name the current sources define is not removed, whatever a release note said.
+        self.removed = {k: v for k, v in (removed or {}).items() if k not in self.defined}
         self.known = set(names) | set(self.removed)
         self.ignore = set(ignore)
-        self.defined = set(defined)
         self._sorted = sorted(self.known)
         self._suggester: _Suggester | None = None
         self._lock = threading.Lock()
@@ -273,7 +294,7 @@ class NameChecker:
         """From the names file of this generation when there is one, else from SQLite."""
         prefixes = list(profile.symbol_prefixes)
         last_row = store.conn.execute("SELECT MAX(rowid) FROM symbols").fetchone()[0]
-        key = [store.generation(), last_row, prefixes]
+        key = [store.generation(), last_row, prefixes, _NAMES_FORMAT]
         path = store.root / NAMES_FILE
         data = _read_names_file(path, key)
         if data is None:
@@ -283,11 +304,13 @@ class NameChecker:
 
     # ----- checking -----------------------------------------------------------------
 
-    def check(self, text: str) -> list[NameIssue]:
-        """Every occurrence of an unknown or removed name in `text`, in text order."""
+    def check(self, text: str, quoted: Sequence[Range] = ()) -> list[NameIssue]:
+        """Every occurrence of an unknown or removed name in `text`, in text order.
+        `quoted`: character ranges of `text` quoted from release notes (see
+        `history_ranges`); a removed name there is history, not use."""
         newlines = [m.start() for m in re.finditer("\n", text)]
         issues, covered, described = [], [], None
-        for name, start, end in sorted(symbol_spans(text, self.prefixes), key=lambda s: s[1]):
+        for name, start, end in name_spans(text, self.prefixes):
             covered.append((start, end))
             verdict = self._verdict(name, text, start, end)
             if verdict is None:
@@ -296,7 +319,7 @@ class NameChecker:
             if reason == "removed-name":
                 if described is None:
                     described = set(removals(text, self.prefixes))
-                if name in described:
+                if name in described or _as_history(text, start, end, quoted):
                     continue
             line = bisect.bisect_left(newlines, start) + 1
             issues.append(NameIssue(name, line, start, end, reason, suggestions))
@@ -356,13 +379,13 @@ class NameChecker:
         at = bisect.bisect_left(self._sorted, stem)
         return at < len(self._sorted) and self._sorted[at].startswith(stem)
 
-    def _near_misses(self, text: str, covered, newlines: list[int]) -> list[NameIssue]:
-        """Identifiers the prefixes miss that are one edit away from a known name."""
-        starts = {start for start, _ in covered}
+    def _near_misses(self, text: str, covered: list[Range], newlines: list[int]) -> list[NameIssue]:
+        """Identifiers the prefixes miss that are one edit away from a known name (those
+        inside a name already read, a brace form's fragments included, are not)."""
         issues = []
         for match in _IDENTIFIER_RE.finditer(text):
             token = match.group(0)
-            if match.start() in starts or not self._looks_like_a_name(token):
+            if _inside(match.span(), covered) or not self._looks_like_a_name(token):
                 continue
             if token in self.known or token in self.ignore:
                 continue
@@ -406,9 +429,45 @@ class NameChecker:
             return self._suggester
 
 
+def _inside(span: Range, ranges: Sequence[Range]) -> bool:
+    return any(start <= span[0] and span[1] <= end for start, end in ranges)
+
+
+def _as_history(text: str, start: int, end: int, quoted: Sequence[Range]) -> bool:
+    """The name at `start:end` is presented as history: inside a range quoted from release
+    notes, or in a sentence about a release."""
+    if _inside((start, end), quoted):
+        return True
+    ends = [m.end() for m in _SENTENCE_END_RE.finditer(text, 0, start)]
+    after = _SENTENCE_END_RE.search(text, end)
+    sentence = text[ends[-1] if ends else 0 : after.end() if after else len(text)]
+    return _RELEASE_RE.search(sentence) is not None
+
+
+def history_ranges(text: str, citations: Sequence[Mapping[str, Any]]) -> list[Range]:
+    """The ranges of `text` that cite a changelog passage: for each marker of a citation of
+    kind `changelog` (its `spans`), the text back to the previous marker or blank line, as
+    the answer metrics read a citation; adjacent markers share what they cite."""
+    markers = sorted(
+        (tuple(span), c.get("kind")) for c in citations for span in c.get("spans") or ()
+    )
+    ranges: list[Range] = []
+    cited_from = previous_end = 0
+    for (at, marker_end), kind in markers:
+        if text[previous_end:at].strip():
+            blank = text.rfind("\n\n", previous_end, at)
+            cited_from = blank + 2 if blank >= 0 else previous_end
+        if kind == _HISTORY_KIND:
+            ranges.append((cited_from, at))
+        previous_end = marker_end
+    return ranges
+
+
 def _read_names(store: Store, prefixes: list[str]) -> dict[str, Any]:
     """Every symbol (and which are defined somewhere) and the removed names with their
-    replacements, from the index."""
+    replacements, from the index. The symbol table holds no brace expansions, so those of
+    the release notes, where brace forms live (`KSP{Set|Get}MatSolveBatchSize()`), are
+    added: a name the notes spell so is known."""
     names, defined = [], []
     for symbol, defines in store.conn.execute(
         "SELECT symbol, MAX(defines) FROM symbols GROUP BY 1"
@@ -417,12 +476,17 @@ def _read_names(store: Store, prefixes: list[str]) -> dict[str, Any]:
         if defines:
             defined.append(symbol)
     claims: dict[str, list[str]] = {}
+    expanded: set[str] = set()
     for (text,) in store.conn.execute("SELECT text FROM documents WHERE kind = 'changelog'"):
+        expanded.update(
+            name for name, start, end in name_spans(text, prefixes) if "{" in text[start:end]
+        )
         for old, new in removals(text, prefixes).items():
             if not claims.get(old):
                 claims[old] = new
     elsewhere = _names_outside_changelogs(store, claims)
     removed = {old: new for old, new in claims.items() if old not in elsewhere}
+    names += sorted(expanded.difference(names))
     return {"names": names, "defined": defined, "removed": removed}
 
 
@@ -467,11 +531,22 @@ _CACHE: dict[tuple, tuple[int, NameChecker]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def name_flags(store: Store, profile: Profile) -> Callable[[str], list[dict[str, Any]]]:
+class NameCheck(Protocol):
+    """A text's name flags; `citations` (`Answer.citations`, marker spans in `text`) tell
+    which units quote release notes."""
+
+    def __call__(
+        self, text: str, citations: Sequence[Mapping[str, Any]] = ()
+    ) -> list[dict[str, Any]]: ...
+
+
+def name_flags(store: Store, profile: Profile) -> NameCheck:
     """The Assistant's `name_check`: a text's unknown and removed names as `Answer.flags`,
     checked against the store's current generation."""
 
-    def check(text: str) -> list[dict[str, Any]]:
-        return [issue.as_flag() for issue in NameChecker.from_store(store, profile).check(text)]
+    def check(text: str, citations: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+        checker = NameChecker.from_store(store, profile)
+        issues = checker.check(text, history_ranges(text, citations))
+        return [issue.as_flag() for issue in issues]
 
     return check

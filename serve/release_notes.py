@@ -27,11 +27,17 @@ paragraph), per sentence in it:
    up (`A`, `B` renamed to `C`, `D`: A→C, B→D); otherwise every old name gets the whole
    run ("Removed `A()`. Use `B()` and `C()` instead": A→B, C).
 
+Only exact names claim anything: a brace form (`KSP{Set|Get}MatSolveBlockSize()`) names
+each of its expansions (`KSPSetMatSolveBlockSize`, `KSPGetMatSolveBlockSize`), never the
+fragment after the brace, and a pattern (`KSPMonitorLGResidualNorm*()`, `KSPSetXXX`)
+names nothing. Two brace forms of the same size pair up alternative by alternative
+("Deprecate `KSP{Set|Get}A()`, use `KSP{Set|Get}B()`": KSPSetA→KSPSetB, KSPGetA→KSPGetB).
 Escaped Markdown (`MAT\\_NO\\_SYMMETRIC`) is read unescaped.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 
@@ -66,6 +72,47 @@ _FILLER_RE = re.compile(
 )
 _PAIRED = ("rename", "change", "replace")  # verbs whose runs of equal length pair up
 _UNESCAPE_RE = re.compile(r"\\([_*\[\]])")
+# `KSP{Set|Get}MatSolveBlockSize`, `Vec{Get,Restore}Array`, `-tao_term_sum_{ridge, lasso}_scale`:
+# a word with one or more brace groups of `|`- or `,`-separated (possibly empty) alternatives.
+_BRACE_RE = re.compile(r"(?<![\w{}\-])-?(?:\w*\{\w*(?:[ \t]*[|,][ \t]*\w*)+\})+\w*")
+_ALTERNATIVES_RE = re.compile(r"\{([^{}]*)\}")
+Span = tuple[str, int, int]  # a name and its character offsets
+
+
+def expansions(form: str) -> list[str]:
+    """The words a brace form stands for, in order: `KSP{Set|Get}X` → KSPSetX, KSPGetX."""
+    pieces = _ALTERNATIVES_RE.split(form)
+    choices = [
+        [a.strip() for a in re.split(r"[|,]", piece)] if i % 2 else [piece]
+        for i, piece in enumerate(pieces)
+    ]
+    return ["".join(parts) for parts in itertools.product(*choices)]
+
+
+def name_spans(text: str, prefixes: Iterable[str]) -> list[Span]:
+    """`symbol_spans`, sorted by offset, with brace forms read whole: each expansion that is
+    a name spans the whole form, and no fragment inside a form is a name (names.py shares
+    this reading, and imports this module, so it lives here)."""
+    prefixes = tuple(prefixes)
+    forms = [m.span() for m in _BRACE_RE.finditer(text)]
+    spans = [
+        span
+        for span in symbol_spans(text, prefixes)
+        if not any(start < span[2] and span[1] < end for start, end in forms)
+    ]
+    for start, end in forms:
+        for word in expansions(text[start:end]):
+            found = list(symbol_spans(word, prefixes))
+            if any(span[1:] == (0, len(word)) for span in found):
+                spans.append((word, start, end))
+    return sorted(spans, key=lambda span: span[1])
+
+
+def _exact(spans: list[Span], text: str) -> list[Span]:
+    """The spans that name one thing: not a pattern (`X*()`, `KSPSetXXX`)."""
+    return [
+        span for span in spans if not text.startswith("*", span[2]) and not span[0].endswith("XXX")
+    ]
 
 
 def items(text: str) -> list[str]:
@@ -84,9 +131,10 @@ def items(text: str) -> list[str]:
     return [" ".join(parts) for parts in out]
 
 
-def _runs(spans: list[tuple[str, int, int]], text: str) -> list[list[tuple[str, int, int]]]:
-    """Consecutive names separated only by list punctuation ("A(), B() and C()")."""
-    runs: list[list[tuple[str, int, int]]] = []
+def _runs(spans: list[Span], text: str) -> list[list[Span]]:
+    """Consecutive names separated only by list punctuation ("A(), B() and C()"); the
+    expansions of one brace form are one run."""
+    runs: list[list[Span]] = []
     for span in spans:
         if runs and _LIST_GAP_RE.match(text[runs[-1][-1][2] : span[1]]):
             runs[-1].append(span)
@@ -95,24 +143,29 @@ def _runs(spans: list[tuple[str, int, int]], text: str) -> list[list[tuple[str, 
     return runs
 
 
-def _first_run_after(spans, text: str, at: int) -> list[str]:
+def _first_run_after(spans: list[Span], text: str, at: int) -> list[Span]:
     """The run of names that starts right after offset `at` (filler words aside)."""
     after = [s for s in spans if s[1] >= at]
     if not after or not _FILLER_RE.match(text[at : after[0][1]]):
         return []
-    return [name for name, _, _ in _runs(after, text)[0]]
+    return _runs(after, text)[0]
 
 
-def _old_names(spans, text: str, verb: re.Match, end: int) -> list[str]:
+def _old_names(spans: list[Span], text: str, verb: re.Match, end: int) -> list[Span]:
     """Rule 2: the subject run right before the verb, else the object names after it."""
     before = [s for s in spans if s[2] <= verb.start()]
     if before:
         last = _runs(before, text)[-1]
         if _SUBJECT_GAP_RE.match(text[last[-1][2] : verb.start()]):
-            return [name for name, _, _ in last]
+            return last
     stop = _STOP_RE.search(text, verb.end(), end)
     end = stop.start() if stop else end
-    return [name for name, start, _ in spans if verb.end() <= start < end]
+    return [span for span in spans if verb.end() <= span[1] < end]
+
+
+def _one_form(run: list[Span]) -> bool:
+    """All the names of `run` are the expansions of a single brace form."""
+    return len(run) > 1 and len({(start, end) for _, start, end in run}) == 1
 
 
 def _sentence_claims(
@@ -122,20 +175,23 @@ def _sentence_claims(
     if verb is None or _ARGUMENT_RE.search(sentence):
         return {}
     stem = _STEMS.get((verb.group("past") or verb.group("imperative")).lower()[:5], "remove")
-    spans = sorted(symbol_spans(sentence, prefixes), key=lambda s: s[1])
+    spans = _exact(name_spans(sentence, prefixes), sentence)
     pattern = "|".join(p for p in (_MARKERS.get(stem), _ANY_MARKER) if p)
     marker = re.compile(pattern, re.I).search(sentence, verb.end())
-    new: list[str] = []
+    new_run: list[Span] = []
     if marker is not None:
-        new = _first_run_after(spans, sentence, marker.end())
+        new_run = _first_run_after(spans, sentence, marker.end())
     elif following and (use := _NEXT_USE_RE.search(following)):
-        later = sorted(symbol_spans(following, prefixes), key=lambda s: s[1])
-        new = _first_run_after(later, following, use.end())
-    if stem == "change" and not new:
+        later = _exact(name_spans(following, prefixes), following)
+        new_run = _first_run_after(later, following, use.end())
+    if stem == "change" and not new_run:
         return {}
-    old = _old_names(spans, sentence, verb, marker.start() if marker else len(sentence))
-    old = [name for name in old if name not in new]
+    new = [name for name, _, _ in new_run]
+    end = marker.start() if marker else len(sentence)
+    old_run = [s for s in _old_names(spans, sentence, verb, end) if s[0] not in new]
+    old = [name for name, _, _ in old_run]
     paired = stem in _PAIRED or "respectively" in sentence.lower()
+    paired = paired or (_one_form(old_run) and _one_form(new_run))
     if paired and len(new) == len(old) > 1:
         return {name: [replacement] for name, replacement in zip(old, new, strict=True)}
     return {name: new for name in old}

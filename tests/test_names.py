@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from sciknow.config import load_config
-from sciknow.serve.names import NameChecker, NameIssue, name_flags
-from sciknow.serve.release_notes import removals
+from sciknow.serve.names import NameChecker, NameIssue, history_ranges, name_flags
+from sciknow.serve.release_notes import name_spans, removals
 
 ITFUNC_C = """\
 #include <petsc/private/kspimpl.h>
@@ -116,6 +116,18 @@ CHANGES_MD = """\
 - Deprecate `PCFactorSetShiftPd()` in favor of
   `PCFactorSetShiftType()`
 - Add `KSPSetMinimumIterations()`
+- Deprecate `KSP{Set|Get}MatSolveBlockSize()`, use
+  `KSP{Set|Get}MatSolveBatchSize()` instead
+- Remove `KSPMonitorLGResidualNorm*()`
+- `SNESGetSNESLineSearch()` renamed to `SNESGetLineSearch()`
+"""
+
+# A name a release note renamed that the sources still define (deprecated, kept working).
+LINESEARCH_C = """\
+PetscErrorCode SNESGetSNESLineSearch(SNES snes, SNESLineSearch *ls)
+{
+  return SNESGetLineSearch(snes, ls);
+}
 """
 
 
@@ -151,6 +163,7 @@ def library(tmp_path_factory, embedder):
         {
             "src/ksp/interface/itfunc.c": ITFUNC_C,
             "src/mat/interface/submat.c": SUBMAT_C,
+            "src/snes/interface/deprecated.c": LINESEARCH_C,
             "doc/manual/ksp.md": MANUAL_MD,
             "doc/changes/322.md": CHANGES_MD,
         },
@@ -317,6 +330,8 @@ def test_the_checker_is_cached_per_index_generation(library, embedder, tmp_path)
         "KSPSetInitialGuessKnoll": [],
         "MatGetSubMatrix": ["MatCreateSubMatrix"],
         "PCFactorSetShiftPd": ["PCFactorSetShiftType"],
+        "KSPSetMatSolveBlockSize": ["KSPSetMatSolveBatchSize"],
+        "KSPGetMatSolveBlockSize": ["KSPGetMatSolveBatchSize"],
     }
 
 
@@ -479,3 +494,91 @@ def test_a_generated_answer_with_a_wrong_name_is_flagged_or_replaced(library):
     assert "KSPSetTolerence" in reset.reason and "MatGetSubMatrix" in reset.reason
     note, body = events[-1].answer.text.split("\n", 1)
     assert "KSPSetTolerence" in note and "KSPSetTolerence" not in body
+
+
+def test_brace_forms_name_each_expansion_never_the_fragment():
+    prefixes = ["KSP", "Mat", "Vec", "VECSCATTER"]
+    text = (
+        "Use KSP{Set|Get}MatSolveBlockSize(), Vec{Get,Restore}Array() or "
+        "VecGetArray{,Read}(); -ksp_{rtol, atol} set both; min_{u,v} and \\frac{a}{b} are math."
+    )
+    spans = name_spans(text, prefixes)
+    assert [name for name, _, _ in spans] == [
+        "KSPSetMatSolveBlockSize",
+        "KSPGetMatSolveBlockSize",
+        "VecGetArray",
+        "VecRestoreArray",
+        "VecGetArray",
+        "VecGetArrayRead",
+        "-ksp_rtol",
+        "-ksp_atol",
+    ]
+    form = text.index("KSP{")
+    assert spans[0][1:] == spans[1][1:] == (form, text.index("()"))
+
+
+def test_release_notes_claim_brace_forms_whole_and_patterns_never():
+    notes = """\
+- Deprecate `KSP{Set|Get}MatSolveBlockSize()`, use `KSP{Set|Get}MatSolveBatchSize()` instead
+- Remove `KSPMonitorLGResidualNorm*()` and `KSPSetXXX()`
+- Removed `Vec{Get,Restore}ArrayOld()`. Use `VecGetArray()` instead.
+"""
+    assert removals(notes, ["KSP", "Vec"]) == {
+        "KSPSetMatSolveBlockSize": ["KSPSetMatSolveBatchSize"],
+        "KSPGetMatSolveBlockSize": ["KSPGetMatSolveBatchSize"],
+        "VecGetArrayOld": ["VecGetArray"],
+        "VecRestoreArrayOld": ["VecGetArray"],
+    }
+
+
+def test_a_name_the_sources_define_is_not_removed():
+    removed = {"SNESGetSNESLineSearch": ["SNESGetLineSearch"], "SNESOld": ["SNESNew"]}
+    names = ["SNESGetLineSearch", "SNESNew", "SNESGetSNESLineSearch"]
+    checker = NameChecker(names, ["SNES"], removed, defined=["SNESGetSNESLineSearch"])
+    assert checker.check("SNESGetSNESLineSearch(snes, &ls)") == []
+    assert [(i.name, i.reason) for i in checker.check("SNESOld(snes)")] == [
+        ("SNESOld", "removed-name")
+    ]
+
+
+def test_a_removed_name_presented_as_history_is_not_flagged():
+    """A sentence about a release, or a unit citing a changelog passage, quotes history;
+    the same name used elsewhere in the text is still flagged."""
+    checker = NameChecker(["SNESGetLineSearch"], ["SNES"], {"SNESGetSNESLineSearch": []})
+
+    def flagged(text: str, quoted=()) -> list[int]:
+        return [i.line for i in checker.check(text, quoted)]
+
+    assert flagged("PETSc 3.3 added SNESGetSNESLineSearch().") == []
+    assert flagged("In 3.3 the line search came from SNESGetSNESLineSearch().") == []
+    assert flagged("The release notes list SNESGetSNESLineSearch().") == []
+    assert flagged("Call SNESGetSNESLineSearch(snes, &ls) with 3.3 times the step.") == [1]
+    text = "- Added SNESGetSNESLineSearch [1]\n\nThen call SNESGetSNESLineSearch(snes, &ls) [2]."
+    first, second = (text.index(m) for m in ("[1]", "[2]"))
+    citations = [
+        {"n": 1, "kind": "changelog", "spans": [[first, first + 3]]},
+        {"n": 2, "kind": "manpage", "spans": [(second, second + 3)]},
+    ]
+    assert history_ranges(text, citations) == [(0, first)]
+    assert flagged(text) == [1, 3]
+    assert flagged(text, history_ranges(text, citations)) == [3]
+
+
+def test_brace_forms_and_removed_names_in_the_index(library):
+    """The fixture's notes deprecate `KSP{Set|Get}MatSolveBlockSize()` (no source defines
+    it) and rename `SNESGetSNESLineSearch()` (a source still defines it)."""
+    from sciknow.index.factory import open_store
+
+    config, _ = library
+    check = name_flags(open_store(config), config.profile)
+    text = "Set the size with KSP{Set|Get}MatSolveBlockSize()."
+    assert [(f["text"], f["reason"], f["suggestions"]) for f in check(text)] == [
+        ("KSPSetMatSolveBlockSize", "removed-name", ["KSPSetMatSolveBatchSize"]),
+        ("KSPGetMatSolveBlockSize", "removed-name", ["KSPGetMatSolveBatchSize"]),
+    ]
+    assert check("Use KSP{Set|Get}MatSolveBatchSize() and SNESGetSNESLineSearch().") == []
+    assert check("Use KSPMonitorLGResidualNorm*() callbacks.") == []
+    quote = "- Deprecate KSP{Set|Get}MatSolveBlockSize() [1]"
+    cited = [{"n": 1, "kind": "changelog", "spans": [(len(quote) - 3, len(quote))]}]
+    assert check(quote.replace("Deprecate", "Use")) != []
+    assert check(quote.replace("Deprecate", "Use"), cited) == []
