@@ -18,6 +18,7 @@ from typing import Any
 from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError, load_config
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
+from sciknow.ui.check_code import add_check_code_parser
 from sciknow.ui.discordbot.bot import add_discord_parser
 from sciknow.ui.feedback import add_feedback_parser
 from sciknow.ui.mcp_server import add_mcp_parser
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_feedback_parser(verbs)
     add_discord_parser(verbs)
     add_verify_parser(verbs)
+    add_check_code_parser(verbs)
     add_eval_parser(verbs)
     add_mcp_parser(verbs)
     add_patch_parser(verbs)

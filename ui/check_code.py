@@ -1,0 +1,93 @@
+"""`sciknow check-code`: compile C/C++ against the configured PETSc, and run it sandboxed.
+
+    sciknow check-code (FILE | -) [--run] [--np N] [--json] [--show-harness]
+
+A program (it has `main`) is compiled as it is; a fragment is wrapped into one first
+(`serve/codecheck/harness.py`). Each diagnostic is printed with its line, unknown names
+with the API-name check's suggestions, and the PETSc version used. `--run` runs the
+program with `mpiexec -n N` inside a bubblewrap sandbox and prints its exit status, time
+and the tail of its output. Exit status: 0 when it compiles (and runs cleanly), 1 when
+not, 2 on an error (no PETSc: the message says how to install one; an unreadable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sciknow.config import Config
+from sciknow.ui.verify import read_text
+
+CXX_SUFFIXES = (".cxx", ".cpp", ".cc", ".C", ".hpp")
+MAX_NP = 16
+
+
+def add_check_code_parser(verbs: Any) -> None:
+    """Register the `check-code` verb on the `sciknow` sub-parsers."""
+    parser = verbs.add_parser(
+        "check-code", help="compile C/C++ (a program or a fragment) against PETSc; --run runs it"
+    )
+    parser.add_argument("file", metavar="FILE", help="the code ('-': standard input)")
+    parser.add_argument(
+        "--run", dest="execute", action="store_true", help="run it in the sandbox (mpiexec)"
+    )
+    parser.add_argument("--np", type=int, default=1, help=f"MPI ranks for --run (1-{MAX_NP})")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--show-harness", action="store_true", help="print what was compiled for a fragment"
+    )
+    parser.add_argument("--language", choices=["c", "c++"], help="default: from the suffix, else c")
+    parser.add_argument("--petsc-dir", default="", help="a built PETSc (default: $PETSC_DIR)")
+    parser.add_argument("--petsc-arch", default="", help="its PETSC_ARCH")
+    parser.add_argument("--wall-s", type=float, default=30.0, help="--run wall time limit")
+    parser.set_defaults(run=run_check_code)
+
+
+def _language(args: argparse.Namespace) -> str:
+    if args.language:
+        return args.language
+    return "c++" if args.file.endswith(CXX_SUFFIXES) else "c"
+
+
+def print_report(report: Any, show_harness: bool) -> None:
+    """The report for a terminal: the PETSc used, each diagnostic, the run."""
+    print(f"{report.petsc}, {report.language} {report.kind}")
+    if show_harness and report.harness:
+        print("--- harness ---")
+        print(report.harness.rstrip())
+        print("---")
+    for declaration in report.declarations:
+        print(f"  declared {declaration.type} {declaration.name} from {declaration.because}")
+    for diagnostic in report.diagnostics:
+        print(f"  {diagnostic.describe()}")
+        for note in diagnostic.notes[:2]:
+            print(f"      note: {note}")
+    print(report.verdict())
+    if report.run_skipped:
+        print(report.run_skipped)
+    run = report.run
+    if run is not None:
+        status = "stopped" if run.exit_status is None else f"exit status {run.exit_status}"
+        stopped = f" ({run.stopped})" if run.stopped else ""
+        print(f"ran on {run.np} rank(s): {status}{stopped}, {run.seconds:.2f} s")
+        if run.output_tail.strip():
+            print("--- output (tail) ---")
+            print(run.output_tail.rstrip())
+
+
+def run_check_code(args: argparse.Namespace, config: Config) -> int:
+    from sciknow.serve.codecheck.check import checker_for
+    from sciknow.serve.codecheck.sandbox import Limits
+
+    if not 1 <= args.np <= MAX_NP:
+        raise RuntimeError(f"--np must be between 1 and {MAX_NP}")
+    code = read_text(args.file)
+    limits = Limits(wall_s=args.wall_s)
+    checker = checker_for(config, args.petsc_dir, args.petsc_arch, limits)
+    report = checker.check(code, _language(args), run=args.execute, np=args.np)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print_report(report, args.show_harness)
+    return 0 if report.ok else 1
