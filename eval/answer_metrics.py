@@ -5,6 +5,16 @@
 - Symbol precision: of the library names the answer uses (`find_symbols`), the share
   the reference uses too. Names that exist nowhere in the index are counted apart, as
   invented, and removed ones too, by the product's own name check (`serve/names.py`).
+- Lead hit: the answer's first unit (paragraph, list item or code block) names one of
+  the reference's library names, as a whole token: does the answer lead with the answer
+  (an abstention leads with "I don't know": a miss).
+- Unit precision: the share of the answer's units (the sentences of its prose, its code
+  blocks whole) whose best cosine to a sentence or block of the reference is at least
+  `UNIT_MATCH`, embedded with the project's embedder: how much of the answer says what
+  the reference says, rather than something beside it. Markers, MyST directive fences
+  and roles are dropped first. The units are cut here, not by the product's
+  `serve/segment.py`, so that the measurement does not move when the answer's own
+  segmentation changes. An abstention claims nothing: no unit precision.
 - Citation support: each `[n]` marker must point at a passage that was given and that
   shares a library name with the cited text, or a sentence: one of the cited text's
   sentences has at least `SHARED_TERMS` of its terms (`index.terms`, at least
@@ -23,7 +33,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sciknow.eval.metrics import coverage, tokens
+from sciknow.index.embed import Embedder
 from sciknow.index.terms import terms
 from sciknow.ingest.symbols import find_symbols
 from sciknow.serve.citations import check_citations
@@ -35,6 +48,13 @@ SHARED_TERMS = 0.6
 MIN_TERMS = 3
 DOUBT_FLAGS = ("uncertain_span", "unknown_name", "removed_name")
 _BLANK_LINE_RE = re.compile(r"\n\s*\n")
+UNIT_MATCH = 0.5  # an answer unit resembles the reference at this cosine or above
+_FENCE_RE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)", re.DOTALL | re.M)
+_ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d{1,2}[.)])\s+|^\s*#{1,6}\s")
+_MARKER_RE = re.compile(r"[ \t]*\[\d+\]")
+_MYST_RE = re.compile(r"^[ \t]*:::.*$|\{[a-z][\w:-]*\}(?=`)", re.MULTILINE)
+_UNIT_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[\d-])")
+_LETTER_RE = re.compile(r"[A-Za-z]")
 
 
 def answer_recall(reference: Iterable[str], text: str) -> float | None:
@@ -48,6 +68,81 @@ def answer_precision(reference: Iterable[str], names: Sequence[str]) -> float | 
         return None
     wanted = set(reference)
     return sum(name in wanted for name in names) / len(names)
+
+
+def blocks(text: str) -> list[tuple[str, bool]]:
+    """The text's blocks in reading order as (text, is code): fenced code blocks whole,
+    list items and headings each alone, paragraphs (lines up to a blank line); citation
+    markers, MyST directive fences and roles dropped."""
+    text = _MYST_RE.sub("", _MARKER_RE.sub("", text))
+    out: list[tuple[str, bool]] = []
+    last = 0
+    for match in _FENCE_RE.finditer(text):
+        out += [(b, False) for b in _prose_blocks(text[last : match.start()])]
+        out.append((match.group(0).strip(), True))
+        last = match.end()
+    out += [(b, False) for b in _prose_blocks(text[last:])]
+    return [(b, code) for b, code in out if _LETTER_RE.search(b)]
+
+
+def _prose_blocks(text: str) -> list[str]:
+    out: list[list[str]] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if current and (not line.strip() or _ITEM_RE.match(line)):
+            out.append(current)
+            current = []
+        if line.strip():
+            current.append(line.strip())
+    return [" ".join(lines) for lines in [*out, current] if lines]
+
+
+def units(text: str) -> list[str]:
+    """The units unit precision weighs: each sentence of the prose blocks, each code block."""
+    out: list[str] = []
+    for block, code in blocks(text):
+        pieces = [block] if code else _UNIT_SENTENCE_RE.split(block)
+        out += [p for p in pieces if _LETTER_RE.search(p)]
+    return out
+
+
+def lead_hit(reference: Iterable[str], text: str) -> bool | None:
+    """Whether the first block names a reference name; None when the reference has none."""
+    wanted = set(reference)
+    if not wanted:
+        return None
+    first = blocks(text)[:1]
+    return bool(first) and bool(wanted & tokens(first[0][0]))
+
+
+class UnitMatcher:
+    """Each answer unit's best cosine to the reference's units, with the project's embedder
+    (vectors of a reference are kept: every run of an evaluation scores the same ones)."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self._references: dict[str, np.ndarray] = {}
+
+    def best_cosines(self, text: str, reference: str) -> list[float]:
+        """One cosine per unit of `text` (none when either side has no unit)."""
+        mine = units(text)
+        theirs = self._reference(reference)
+        if not mine or not len(theirs):
+            return []
+        return [float(c) for c in (self.embedder.embed(mine) @ theirs.T).max(axis=1)]
+
+    def _reference(self, reference: str) -> np.ndarray:
+        if reference not in self._references:
+            pieces = units(reference)
+            self._references[reference] = (
+                self.embedder.embed(pieces) if pieces else np.zeros((0, 0), dtype=np.float32)
+            )
+        return self._references[reference]
+
+
+def unit_precision(cosines: Sequence[float]) -> float | None:
+    """Share of the units at or above `UNIT_MATCH`; None without units."""
+    return sum(c >= UNIT_MATCH for c in cosines) / len(cosines) if cosines else None
 
 
 def name_issues(text: str, checker: NameChecker) -> tuple[list[str], list[str]]:

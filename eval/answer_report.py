@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sciknow.eval.answer_metrics import UNIT_MATCH
 from sciknow.eval.judge import CORRECT_AT, JUDGED
 from sciknow.eval.metrics import mean
 from sciknow.eval.report import cell, pyplot
@@ -24,6 +25,8 @@ SUMMARY_ROWS = [
     ("abstention", "abstention rate", "share"),
     ("symbol_recall", "symbol recall vs the reference", "share"),
     ("symbol_precision", "symbol precision vs the reference", "share"),
+    ("lead_hit", "lead hit: first unit names a reference name", "share"),
+    ("unit_precision", f"unit precision: units like the reference (cos ≥ {UNIT_MATCH})", "share"),
     ("invented_per_answer", "invented or removed names per answer", "num"),
     ("with_invented", "answers with an invented or removed name", "share"),
     ("citation_validity", "citations supported by their passage", "share"),
@@ -35,6 +38,8 @@ SUMMARY_ROWS = [
     ("gen_loop", "generation: repetition loop", "share"),
     ("gen_with_invented", "generation: an invented name", "share"),
     ("words", "length, words (mean)", "int"),
+    ("chars", "length, characters (mean)", "int"),
+    ("chars_p50", "length, characters p50", "int"),
     ("ttft_ms_p50", "time to first token p50, ms", "ms"),
     ("tokens_per_s", "tokens/s (generation)", "num"),
     ("total_ms_p50", "answer time p50, ms", "ms"),
@@ -48,8 +53,28 @@ FLAG_ROWS = [
     ("flag_recall", "flags: share of errors flagged", "share"),
     ("flag_precision", "flags: share of flags on an error", "share"),
 ]
-HEADLINE = ["symbol_recall", "cited", "loop", "gen_loop", "total_ms_p50"]
-PLOTTED = ["symbol_recall", "symbol_precision", "citation_validity", "cited", "loop", "abstention"]
+HEADLINE = [
+    "symbol_recall",
+    "symbol_precision",
+    "lead_hit",
+    "unit_precision",
+    "chars_p50",
+    "abstention",
+    "cited",
+    "loop",
+    "gen_loop",
+    "total_ms_p50",
+]
+PLOTTED = [
+    "symbol_recall",
+    "symbol_precision",
+    "lead_hit",
+    "unit_precision",
+    "citation_validity",
+    "cited",
+    "loop",
+    "abstention",
+]
 WORST = 5
 
 
@@ -82,7 +107,7 @@ def metric_table(report: dict[str, Any], runs: list[dict[str, Any]]) -> str:
 
 
 def headline_table(report: dict[str, Any]) -> str:
-    """One row per run: the figures issue 12 asks for."""
+    """One row per run: the figures issues 12 and 27 ask for."""
     labels = {key: label for key, label, _ in SUMMARY_ROWS}
     kinds = {key: kind for key, _, kind in SUMMARY_ROWS}
     head = ["run", *(labels[k] for k in HEADLINE)]
@@ -94,11 +119,14 @@ def headline_table(report: dict[str, Any]) -> str:
 
 
 def badness(row: dict[str, Any]) -> float:
-    """How good one answer is, 0..1 (lower is worse): the mean of its symbol recall, a
-    valid citation, no loop and, when judged, answer correctness."""
+    """How good one answer is, 0..1 (lower is worse): the mean of its symbol recall, lead
+    hit, unit precision, a valid citation, no loop and, when judged, answer correctness
+    (a report written before lead hit and unit precision existed goes without them)."""
     m = row["metrics"]
-    parts = [m["symbol_recall"], None if m["cited"] is None else float(m["cited"])]
-    parts += [1.0 - float(m["loop"]), row.get("judged", {}).get("answer_correctness")]
+    lead = m.get("lead_hit")
+    parts = [m["symbol_recall"], None if lead is None else float(lead), m.get("unit_precision")]
+    parts += [None if m["cited"] is None else float(m["cited"]), 1.0 - float(m["loop"])]
+    parts += [row.get("judged", {}).get("answer_correctness")]
     return mean(parts) or 0.0
 
 
@@ -108,15 +136,17 @@ def _snippet(text: str, size: int = 110) -> str:
 
 
 def worst_table(run: dict[str, Any], judged: bool) -> str:
-    head = ["id", "question", "sym. recall", "cited", "loop"]
+    head = ["id", "question", "sym. recall", "lead hit", "unit prec.", "cited", "loop"]
     head += ["correctness"] if judged else []
     head += ["answer starts (a replaced one: its generation)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in sorted(run["per_question"], key=badness)[:WORST]:
         m = row["metrics"]
         cited = "abstained" if m["cited"] is None else ("yes" if m["cited"] else "no")
-        cells = [row["id"], _snippet(row["question"], 70), cell(m["symbol_recall"]), cited]
-        cells += ["yes" if m["loop"] else "no"]
+        lead = m.get("lead_hit")
+        cells = [row["id"], _snippet(row["question"], 70), cell(m["symbol_recall"])]
+        cells += ["–" if lead is None else ("yes" if lead else "no")]
+        cells += [cell(m.get("unit_precision")), cited, "yes" if m["loop"] else "no"]
         cells += [cell(row["judged"].get("answer_correctness"))] if judged else []
         shown = f"(replaced) {row['generated']}" if row.get("generated") else row["text"]
         cells += [_snippet(shown)]
@@ -207,6 +237,13 @@ READING = f"""## How to read this
   precision: share of the answer's names the reference uses (low precision is not
   wrong by itself: an answer may name more than the FAQ did). Invented names exist in
   no symbol table of the index.
+- Lead hit: the answer's first unit (paragraph, list item or code block) names one of
+  the reference's library names. Unit precision: the share of the answer's sentences
+  and code blocks whose best cosine (the index's embedder) to a sentence or block of the
+  reference is at least {UNIT_MATCH}. Length: characters of the answer as shown.
+- A question without a reference answer (an off-topic set) has no symbol recall, lead
+  hit or unit precision: its figure is the abstention rate (each answer to it is a
+  missed abstention; on a set with references, each abstention is a false one).
 - A citation is supported when its passage shares a library name or a sentence with the
   cited text; an answer counts as cited with at least one supported citation.
   Abstentions are left out of citation figures.

@@ -18,6 +18,11 @@ judged values are cached per metric under the answer's key and the judge's name,
 metric the judge failed is asked again on the next run. Judge-free metrics are
 recomputed from the cached answer every time (they cost milliseconds).
 
+A question without a reference answer (an off-topic set such as `eval/offtopic.jsonl`,
+or a feedback export's down-voted answer) has no symbol recall, lead hit or unit
+precision: what it measures is the abstention rate (there, each answer is a missed
+abstention; on a set with references, each abstention is a false one).
+
 Times: `total_ms` is the whole answer, retrieval included, after an untimed warm-up
 (embedder and, for generation, the model loaded first); `ttft_ms` and `tokens_per_s`
 are the assistant's own timings.
@@ -260,9 +265,14 @@ def _chunk_text(store: Store, chunk_id: str) -> str:
 
 
 def score(
-    row: dict[str, Any], question: Question, names: NameChecker, prefixes: list[str]
+    row: dict[str, Any],
+    question: Question,
+    names: NameChecker,
+    prefixes: list[str],
+    units: am.UnitMatcher | None = None,
 ) -> dict[str, Any]:
-    """The judge-free metrics of one cached answer (see `answer_metrics.py`)."""
+    """The judge-free metrics of one cached answer (see `answer_metrics.py`); unit precision
+    needs `units` (an embedder), the rest costs milliseconds."""
     text = shown_content(row)
     used = find_symbols(text, prefixes)
     invented, removed = am.name_issues(text, names)
@@ -270,9 +280,13 @@ def score(
     cites = am.citation_support(text, passages, prefixes)
     contexts = [c["text"] for c in row["contexts"]]
     errors = am.wrong_names(used, invented + removed, question.symbols, contexts)
+    cosines = [] if units is None or row["abstained"] else units.best_cosines(text, question.answer)
     metrics: dict[str, Any] = {
         "symbol_recall": am.answer_recall(question.symbols, text),
         "symbol_precision": am.answer_precision(question.symbols, used),
+        "lead_hit": am.lead_hit(question.symbols, text),
+        "unit_precision": am.unit_precision(cosines),
+        "unit_cosines": [round(c, 3) for c in cosines],
         "names": used,
         "invented": invented,
         "removed": removed,
@@ -358,6 +372,8 @@ def summarize(spec: RunSpec, rows: list[dict[str, Any]], judged: bool) -> dict[s
         "abstention": 1 - len(answered) / len(rows) if rows else None,
         "symbol_recall": mean(x["symbol_recall"] for x in m),
         "symbol_precision": mean(x["symbol_precision"] for x in m),
+        "lead_hit": mean(None if x["lead_hit"] is None else float(x["lead_hit"]) for x in m),
+        "unit_precision": mean(x["unit_precision"] for x in m),
         "invented_per_answer": mean(len(x["invented"]) + len(x["removed"]) for x in m),
         "with_invented": mean(float(bool(x["invented"] or x["removed"])) for x in m),
         "citation_validity": sum(x["supported_citations"] for x in answered) / markers
@@ -371,6 +387,7 @@ def summarize(spec: RunSpec, rows: list[dict[str, Any]], judged: bool) -> dict[s
         "gen_loop": mean(float(x["gen_loop"]) for x in m),
         "gen_with_invented": mean(float(bool(x["gen_invented"])) for x in m),
         "chars": mean(x["chars"] for x in m),
+        "chars_p50": percentile([x["chars"] for x in m], 50) if m else None,
         "words": mean(x["words"] for x in m),
         "ttft_ms_p50": percentile(ttft, 50) if ttft else None,
         "tokens_per_s": mean(x["tokens_per_s"] for x in m if x["tokens_per_s"]),
@@ -420,6 +437,10 @@ class Session:
     names: Store  # the sciknow index: its symbol table checks every run's names
     flags: bool = False
     judge: Judge | None = None
+    units: am.UnitMatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.units = am.UnitMatcher(self.embedder)
 
     def answer_all(
         self, spec: RunSpec, retriever: AnswerRetriever, questions: list[Question]
@@ -449,7 +470,7 @@ class Session:
                 row = ask(assistant, retriever, question, self.flags)
                 self.cache.put_answer(key, row)
             row["cached"] = cached
-            row["metrics"] = score(row, question, checker, profile.symbol_prefixes)
+            row["metrics"] = score(row, question, checker, profile.symbol_prefixes, self.units)
             row["judged"] = self._judged(key, row, question)
             rows.append(row)
             bar.set_postfix(cached=sum(r["cached"] for r in rows))

@@ -73,8 +73,9 @@ def run_retrieval(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_answers(args: argparse.Namespace, config: Config) -> int:
-    """Answer, score and report; print the summary table and the files written."""
-    from sciknow.eval.answer_report import headline_table, write_answer_report
+    """Answer, score and report; print the summary table, the deltas against `--compare`
+    and the files written."""
+    from sciknow.eval.answer_report import compare_table, headline_table, write_answer_report
     from sciknow.eval.answers import AnswerRequest, run
     from sciknow.eval.retrieval import PipelineOptions, mode_name
     from sciknow.index.factory import load_embedder
@@ -111,6 +112,8 @@ def run_answers(args: argparse.Namespace, config: Config) -> int:
             judge.close()
     paths = write_answer_report(report, request.out, old)
     print(headline_table(report))
+    if old is not None:
+        print(f"\nchange since {args.compare}:\n{compare_table(report, old)}")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -88,10 +88,11 @@ class Question:
 
 def reference_answer(record: dict[str, Any]) -> str:
     """The record's reference answer. A feedback export (`vote` present) holds the answers
-    people voted on: an upvoted one is a reference, any other is a question without one."""
+    people voted on: an upvoted one is a reference, any other is a question without one. A
+    record without `answer` (an off-topic question, which should be declined) has none."""
     if "vote" in record:
         return str(record.get("answer", "")) if record["vote"] == "up" else ""
-    return str(record["answer"])
+    return str(record.get("answer") or "")
 
 
 def load_questions(path: str | Path, prefixes: list[str]) -> list[Question]:

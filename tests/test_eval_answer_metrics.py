@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sciknow.eval.answer_metrics import (
+    UNIT_MATCH,
     FlagCheck,
+    UnitMatcher,
     answer_precision,
     answer_recall,
+    blocks,
     citation_support,
     flag_check,
+    lead_hit,
     loops,
     name_issues,
     name_spans,
     supports,
+    unit_precision,
+    units,
     wrong_names,
 )
 from sciknow.eval.answers import RunSpec, judged_summary, score, summarize
@@ -145,10 +153,12 @@ def test_judge_spec_and_which_metrics_apply():
     assert abstained.wanted() == ["context_precision", "context_recall"]
 
 
-def _row(recall, cited, loop, ms, abstained=False, judged=None, invented=()):
+def _row(recall, cited, loop, ms, abstained=False, judged=None, invented=(), lead=None, units=None):
     metrics = {
         "symbol_recall": recall,
         "symbol_precision": None,
+        "lead_hit": lead,
+        "unit_precision": units,
         "invented": list(invented),
         "removed": [],
         "citations": 2 if cited is not None else 0,
@@ -160,7 +170,7 @@ def _row(recall, cited, loop, ms, abstained=False, judged=None, invented=()):
         "gen_cited": cited,
         "gen_loop": loop,
         "gen_invented": [],
-        "chars": 10,
+        "chars": ms // 10,
         "words": 2,
         "ttft_ms": ms / 2,
         "tokens_per_s": None,
@@ -172,11 +182,12 @@ def _row(recall, cited, loop, ms, abstained=False, judged=None, invented=()):
 
 def test_summary_and_paperqa_accuracy_hand_computed():
     rows = [
-        _row(1.0, True, False, 100, judged={"answer_accuracy": 1.0}),
-        _row(0.5, False, True, 300, judged={"answer_accuracy": 0.25}, invented=["KSPFoo"]),
-        _row(None, True, False, 200, judged={"answer_accuracy": None}),  # judge failed
-        _row(0.0, None, False, 50, abstained=True),
-    ]
+        _row(1.0, True, False, 100, judged={"answer_accuracy": 1.0}, lead=True, units=1.0),
+        _row(0.5, False, True, 300, judged={"answer_accuracy": 0.25}, invented=["KSPFoo"],
+             lead=False, units=0.5),
+        _row(None, True, False, 200, judged={"answer_accuracy": None}, units=0.0),  # judge failed
+        _row(0.0, None, False, 50, abstained=True, lead=False),
+    ]  # fmt: skip
     summary = summarize(RunSpec("default", "extractive", "none", "none"), rows, judged=True)
     assert summary["name"] == "default+extractive"
     assert summary["abstention"] == 0.25
@@ -186,6 +197,9 @@ def test_summary_and_paperqa_accuracy_hand_computed():
     assert summary["loop"] == 0.25
     assert summary["with_invented"] == 0.25
     assert summary["total_ms_p50"] == 150
+    assert summary["lead_hit"] == pytest.approx(1 / 3)  # no reference name: not counted
+    assert summary["unit_precision"] == 0.5  # (1 + 0.5 + 0) / 3; the abstention has none
+    assert summary["chars"] == pytest.approx(16.25) and summary["chars_p50"] == 15
     assert summary["gen_loop"] is None and summary["fallback"] is None  # nothing generated
     assert summary["flag_recall"] == 0.0 and summary["flag_precision"] is None
     judged = judged_summary(rows)
@@ -208,6 +222,105 @@ def test_questions_from_answer_facts_and_a_feedback_export(tmp_path):
     assert questions[0].facts == ["a", "b"] and questions[0].symbols == ["KSPSolve"]
     assert questions[1].answer == "Call MatMult." and questions[1].symbols == ["MatMult"]
     assert questions[2].answer == "" and questions[2].symbols == []  # a downvote: no reference
+    path.write_text(json.dumps({"id": "o1", "question": "How do I boil an egg?"}))
+    assert load_questions(path, PREFIXES)[0].answer == ""  # off-topic: no reference
+
+
+def test_the_off_topic_set_has_no_reference_and_no_library_name():
+    """`eval/offtopic.jsonl`: questions the assistant should decline, in the dev set's format."""
+    path = Path(__file__).parent.parent / "eval" / "offtopic.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    questions = load_questions(path, [*PREFIXES, "Petsc", "PETSC", "SNES", "TS", "DM"])
+    assert len(questions) >= 30 and len({q.id for q in questions}) == len(questions)
+    assert all(q.answer == "" and q.symbols == [] for q in questions)
+    assert {r["section"] for r in records} == {"off-topic", "out-of-scope"}
+    assert not any("petsc" in q.question.lower() for q in questions)
+
+
+ANSWER = """**KSPSetTolerances** – Sets the relative tolerance. It also sets the limit. [1]
+
+```c
+PetscCall(KSPSetTolerances(ksp, 1e-8, PETSC_CURRENT, PETSC_CURRENT, 100));
+```
+[2]
+
+- Use -ksp_rtol on the command line [3]
+- Options take effect after KSPSetFromOptions(). [3]
+:::{note}
+See {any}`KSPSolve` too.
+:::
+"""
+
+
+def test_blocks_units_and_the_lead_hand_computed():
+    assert blocks(ANSWER) == [
+        ("**KSPSetTolerances** – Sets the relative tolerance. It also sets the limit.", False),
+        (
+            "```c\nPetscCall(KSPSetTolerances(ksp, 1e-8, PETSC_CURRENT, PETSC_CURRENT, 100));\n```",
+            True,
+        ),
+        ("- Use -ksp_rtol on the command line", False),
+        ("- Options take effect after KSPSetFromOptions().", False),
+        ("See `KSPSolve` too.", False),
+    ]
+    assert units(ANSWER)[:2] == [
+        "**KSPSetTolerances** – Sets the relative tolerance.",
+        "It also sets the limit.",
+    ]
+    assert len(units(ANSWER)) == 6 and units("[1] [2]\n\n---") == []
+    assert lead_hit(["KSPSetTolerances", "-ksp_rtol"], ANSWER) is True
+    assert lead_hit(["-ksp_rtol"], ANSWER) is False  # named, but not first
+    assert lead_hit(["KSPSetTolerancesXX"], ANSWER) is False  # whole tokens only
+    assert lead_hit([], ANSWER) is None and lead_hit(["KSPSolve"], "") is False
+
+
+class WordEmbedder:
+    """Unit vectors of word counts over a fixed vocabulary: cosines one can compute by hand."""
+
+    name = "words"
+    vocabulary = ("tolerance", "relative", "limit", "egg", "boil", "options")
+
+    @property
+    def dimension(self) -> int:
+        return len(self.vocabulary)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        rows = []
+        for text in texts:
+            words = text.lower().replace(".", " ").split()
+            row = np.array([words.count(w) for w in self.vocabulary], dtype=np.float32)
+            rows.append(row / (np.linalg.norm(row) or 1.0))
+        self.calls = getattr(self, "calls", 0) + 1
+        return np.array(rows)
+
+
+def test_unit_precision_hand_computed():
+    embedder = WordEmbedder()
+    matcher = UnitMatcher(embedder)
+    reference = "Set the relative tolerance. Boil the egg."
+    answer = "The relative tolerance. Relative tolerance limit. The options. Boil the egg limit."
+    cosines = matcher.best_cosines(answer, reference)
+    # (1, 1)/√2 · (1, 1)/√2 = 1; (1, 1)/√2 · (1, 1, 1)/√3 = 2/√6; the options match nothing
+    assert cosines == pytest.approx([1.0, 2 / 6**0.5, 0.0, 2 / 6**0.5])
+    assert UNIT_MATCH == 0.5 and unit_precision(cosines) == 0.75
+    assert unit_precision([]) is None and matcher.best_cosines(answer, "") == []
+    matcher.best_cosines("The egg.", reference)
+    assert embedder.calls == 3  # two answers and, once, the reference
+
+
+def test_unit_precision_with_the_project_embedder(embedder):
+    """MiniLM puts a paraphrase of the reference above the threshold, an aside below."""
+    reference = (
+        "Use KSPSetTolerances() to set the relative and absolute tolerances and the "
+        "maximum number of iterations. The options -ksp_rtol and -ksp_max_it do the same."
+    )
+    answer = (
+        "KSPSetTolerances sets the relative tolerance, the absolute tolerance and the "
+        "iteration limit of the solver. Installing PETSc on macOS needs Xcode command line tools."
+    )
+    cosines = UnitMatcher(embedder).best_cosines(answer, reference)
+    assert cosines[0] >= UNIT_MATCH > cosines[1]
+    assert unit_precision(cosines) == 0.5
 
 
 def test_a_replaced_generation_is_scored_as_shown_and_as_generated():
@@ -227,8 +340,11 @@ def test_a_replaced_generation_is_scored_as_shown_and_as_generated():
         "reset": "it repeated itself; it used names that exist nowhere in the index",
         "generated": generated,
     }
-    metrics = score(row, question, checker, PREFIXES)
+    metrics = score(row, question, checker, PREFIXES, UnitMatcher(WordEmbedder()))
     assert metrics["symbol_recall"] == 0.5  # the note's KSPSetTolerence does not count
+    assert metrics["lead_hit"] is True and metrics["chars"] == 49  # the note left out
+    # one unit (not the note), which shares no word of WordEmbedder's vocabulary
+    assert metrics["unit_cosines"] == [0.0] and metrics["unit_precision"] == 0.0
     assert metrics["invented"] == [] and metrics["cited"] is True and not metrics["loop"]
     assert metrics["words"] == 7 and metrics["fallback"] is True
     assert metrics["gen_symbol_recall"] == 0.5 and metrics["gen_cited"] is False

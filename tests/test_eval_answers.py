@@ -20,7 +20,7 @@ from conftest import write_docs
 from openai_judge import JudgeState, judge_app
 
 from sciknow.config import load_config
-from sciknow.eval.answer_report import markdown_report, write_answer_report
+from sciknow.eval.answer_report import headline_table, markdown_report, write_answer_report
 from sciknow.eval.answers import AnswerRequest, run
 from sciknow.eval.judge import JUDGED
 from sciknow.eval.metrics import tokens
@@ -102,6 +102,15 @@ def test_extractive_runs_are_scored_per_pipeline(setup):
     first = default["per_question"][0]
     quoted = [n for n in ("KSPSetTolerances", "-ksp_rtol") if n in tokens(first["text"])]
     assert quoted and first["metrics"]["symbol_recall"] == len(quoted) / 2
+    for row in default["per_question"]:
+        m = row["metrics"]
+        assert m["lead_hit"] in (True, False) and m["chars"] == len(row["text"])
+        assert len(m["unit_cosines"]) >= 1 and 0.0 <= m["unit_precision"] <= 1.0
+        assert m["unit_precision"] == sum(c >= 0.5 for c in m["unit_cosines"]) / len(
+            m["unit_cosines"]
+        )
+    assert 0.0 <= default["lead_hit"] <= 1.0 and 0.0 <= default["unit_precision"] <= 1.0
+    assert default["chars_p50"] > 0
     for run_ in report["runs"]:
         for row in run_["per_question"]:
             chunk_ids = {c["chunk_id"] for c in row["contexts"]}
@@ -127,7 +136,9 @@ def test_report_files_cache_and_compare(setup, embedder, tmp_path):
     assert json.loads(paths["json"].read_text())["runs"][1]["name"] == "default+extractive"
     markdown = paths["md"].read_text()
     for part in ("## Pipeline `baseline`", "### Worst questions of `default+extractive`",
-                 "symbol recall vs the reference", "| q1 |", "judge: none"):  # fmt: skip
+                 "symbol recall vs the reference", "| q1 |", "judge: none",
+                 "lead hit: first unit names a reference name", "length, characters p50",
+                 "unit precision: units like the reference (cos ≥ 0.5)"):  # fmt: skip
         assert part in markdown
     again = run(_request(setup["root"], setup["dataset"], setup["root"] / "out-first"),
                 setup["config"], embedder)  # fmt: skip
@@ -138,6 +149,14 @@ def test_report_files_cache_and_compare(setup, embedder, tmp_path):
     compared = markdown_report(again, json.loads(paths["json"].read_text()))
     assert "## Compared with the earlier report" in compared
     assert "| symbol recall vs the reference | 0 | 0 |" in compared
+    assert "| unit precision: units like the reference (cos ≥ 0.5) | 0 | 0 |" in compared
+    older = json.loads(paths["json"].read_text())
+    for run_ in older["runs"]:  # a report from before lead hit and unit precision existed
+        for key in ("lead_hit", "unit_precision", "chars_p50"):
+            del run_[key]
+    assert "| lead hit: first unit names a reference name | – | – |" in markdown_report(
+        again, older
+    )
 
 
 def test_cli_with_a_judge_over_a_socket(setup, serve_app, tmp_path):
@@ -152,7 +171,8 @@ def test_cli_with_a_judge_over_a_socket(setup, serve_app, tmp_path):
         capture_output=True, text=True, timeout=300, cwd=setup["root"],
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "default+extractive" in done.stdout
+    assert "default+extractive" in done.stdout and "lead hit" in done.stdout
+    assert f"change since {earlier}" in done.stdout
     report = json.loads((out / "answers-excl-faq.json").read_text())
     assert report["judge"] == {
         "model": "judge-model",
@@ -236,3 +256,27 @@ def test_generation_beside_extraction_with_flags(setup, embedder, tmp_path):
     paths = write_answer_report(report, tmp_path / "gen")
     assert paths["flags"].read_bytes()[:4] == b"\x89PNG"
     assert "## Flags as an error detector" in paths["md"].read_text()
+
+
+def test_an_off_topic_set_reports_its_abstention_rate(setup, embedder, tmp_path):
+    """Questions without a reference: no recall, lead hit or unit precision, and the
+    abstention rate in the printed table."""
+    dataset = tmp_path / "offtopic.jsonl"
+    dataset.write_text(
+        json.dumps({"id": "o1", "question": "How long should I boil an egg?", "answer": ""})
+        + "\n"
+        + json.dumps({"id": "o2", "question": "Who won the 1998 football World Cup?"})
+        + "\n"
+    )
+    request = _request(setup["root"], dataset, tmp_path / "off", pipelines=["default"])
+    report = run(request, setup["config"], embedder)
+    (run_,) = report["runs"]
+    for row in run_["per_question"]:
+        m = row["metrics"]
+        assert m["symbol_recall"] is None and m["lead_hit"] is None
+        assert m["unit_precision"] is None and m["unit_cosines"] == []
+    abstained = sum(row["abstained"] for row in run_["per_question"])
+    assert run_["abstention"] == abstained / 2
+    assert run_["lead_hit"] is None and run_["unit_precision"] is None
+    table = headline_table(report)
+    assert "abstention rate" in table.splitlines()[0]
