@@ -71,6 +71,8 @@ def print_report(report: Any, show_harness: bool) -> None:
         status = "stopped" if run.exit_status is None else f"exit status {run.exit_status}"
         stopped = f" ({run.stopped})" if run.stopped else ""
         print(f"ran on {run.np} rank(s): {status}{stopped}, {run.seconds:.2f} s")
+        if run.denied:
+            print(f"the sandbox refused {run.denied}")
         if run.output_tail.strip():
             print("--- output (tail) ---")
             print(run.output_tail.rstrip())

@@ -100,8 +100,8 @@ def parse_diagnostics(output: str, code_file: str, harness_file: str = "") -> li
         match = _LOCATED_RE.match(line)
         if match is None:
             link = _LINK_RE.search(line)
-            if link and "ld" in line.split(":", 1)[0]:
-                found.append(Diagnostic("error", line.split(": ", 1)[-1], 0, 0, "link"))
+            if link:
+                found.append(Diagnostic("error", link.group(0), 0, 0, "link"))
                 found[-1].name = link.group("name")
             continue
         file = os.path.basename(match.group("file"))

@@ -30,6 +30,14 @@ NOBODY = 65534
 TAIL_CHARS = 4000
 _READ = 65536
 SANDBOX_HINT = "install bubblewrap (apt-get install bubblewrap)"
+_MEMORY_SIGNS = ("Out of memory", "Cannot allocate memory", "PetscMallocAlign()", "bad_alloc")
+_DENIALS = (
+    (
+        ("Network is unreachable", "Temporary failure in name resolution"),
+        "network access (the sandbox has no network)",
+    ),
+    (("Read-only file system",), "a write outside /tmp (the system is read-only in the sandbox)"),
+)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -59,6 +67,7 @@ class RunResult:
     output_bytes: int
     stopped: str  # why the sandbox stopped it, or ""
     np: int
+    denied: str = ""  # what the sandbox refused that the output shows (network, a write)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -149,7 +158,7 @@ def _prlimit(limits: Limits) -> list[str]:
     uid = NOBODY if os.geteuid() == 0 else os.getuid()
     return [
         "prlimit",
-        f"--cpu={limits.cpu_s}",
+        f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",  # SIGXCPU first, SIGKILL a second on
         f"--as={limits.memory_mb << 20}",
         f"--nproc={_user_processes(uid) + limits.processes}",
         f"--fsize={limits.file_mb << 20}",
@@ -211,7 +220,7 @@ def run_sandboxed(
     text = tail.decode("utf-8", errors="replace")[-TAIL_CHARS:]
     stopped = stopped or _limit_hit(status, text, limits)
     exit_status = None if stopped and status < 0 else status
-    return RunResult(exit_status, round(seconds, 3), text, total, stopped, np)
+    return RunResult(exit_status, round(seconds, 3), text, total, stopped, np, _denied(text))
 
 
 def _read_output(
@@ -255,8 +264,14 @@ def _limit_hit(status: int, output: str, limits: Limits) -> str:
         return f"CPU time limit ({limits.cpu_s} s per process) reached"
     if status in (-int(signal.SIGXFSZ), 128 + int(signal.SIGXFSZ)):
         return f"file size limit ({limits.file_mb} MiB) reached"
-    if status != 0 and ("Out of memory" in output or "Cannot allocate memory" in output):
+    if status != 0 and any(sign in output for sign in _MEMORY_SIGNS):
         return f"memory limit ({limits.memory_mb} MiB per process) reached"
     if status != 0 and "Resource temporarily unavailable" in output:
         return f"process limit ({limits.processes}) reached"
     return ""
+
+
+def _denied(output: str) -> str:
+    """What the output shows the sandbox refused, as far as error messages tell."""
+    found = [what for signs, what in _DENIALS if any(sign in output for sign in signs)]
+    return "; ".join(found)

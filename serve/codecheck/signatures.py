@@ -84,13 +84,14 @@ def parameter_type(param: str, known_type: Callable[[str], bool]) -> str | None:
 def parse_prototypes(text: str, source: str, known_type: Callable[[str], bool]) -> list[Signature]:
     """Every `RETURN NAME(PARAMS)` in `text` (a synopsis or a header declaration)."""
     text = _ATTRIBUTE_RE.sub(" ", _COMMENT_RE.sub(" ", text))
+    text = re.sub(r"^[ \t]*#.*$", "", text, flags=re.M)  # `#include <petscksp.h>`
     found = []
     for match in _CALL_RE.finditer(text):
         name = match.group(1)
         if name in _NOT_FUNCTIONS:
             continue
         before = text[: match.start()].rsplit(";", 1)[-1].rsplit("}", 1)[-1].rsplit("\n\n", 1)
-        returns = " ".join(w for w in before[-1].split() if not w.startswith("#"))
+        returns = " ".join(before[-1].split())
         if not re.fullmatch(r"[A-Za-z_][\w\s\*]*", returns or "-") or returns.startswith("return"):
             continue
         end = closing_paren(text, match.end() - 1)
@@ -169,7 +170,12 @@ class Signatures:
         types = header_types(self.include_dirs)
         text = self.synopsis(name) if self.synopsis else None
         if text:
-            for signature in parse_prototypes(text, "man page", types.__contains__):
+            # A synopsis's own types need no header: library types are capitalized, and a
+            # macro's placeholder (`type **r`) is not.
+            def known(word: str) -> bool:
+                return word in types or word[:1].isupper()
+
+            for signature in parse_prototypes(text, "man page", known):
                 if signature.name == name:
                     return signature
         return header_signatures(self.include_dirs).get(name)
