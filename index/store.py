@@ -19,6 +19,7 @@ re-ingest embeds only chunks whose text changed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -62,6 +63,8 @@ CREATE INDEX IF NOT EXISTS symbols_lower ON symbols (lower);
 CREATE INDEX IF NOT EXISTS symbols_chunk ON symbols (chunk_rowid);
 CREATE TABLE IF NOT EXISTS source_state (source TEXT PRIMARY KEY, state TEXT NOT NULL);
 """
+
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 CACHE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -113,8 +116,106 @@ def _document(row: tuple[Any, ...]) -> Document:
     return Document(**fields)
 
 
+class StorageError(RuntimeError):
+    """A storage fault in one line: what happened, which file, what to do. A RuntimeError,
+    so every verb prints it as `sciknow: error: ...` instead of a traceback."""
+
+
+def storage_error(err: BaseException, path: Path) -> StorageError | None:
+    """The one line for a SQLite or file-system error on `path` (a database file), or None
+    when `err` is no storage fault."""
+    text = str(err).lower()
+    code = getattr(err, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    folder = path.parent
+    if (
+        code == sqlite3.SQLITE_FULL
+        or getattr(err, "errno", None) == errno.ENOSPC
+        or "no space left" in text
+    ):
+        return StorageError(
+            f"the disk is full ({folder}): free space and rerun; the last index is intact"
+        )
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return _damaged(path)
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR) or (
+        isinstance(err, OSError)
+    ):
+        if not os.access(folder, os.W_OK) or getattr(err, "errno", None) == errno.EROFS:
+            return StorageError(
+                f"the data directory {folder} is read-only: make it writable, or point "
+                "--data-dir (SCIKNOW_DATA_DIR) at a writable copy"
+            )
+        return StorageError(f"cannot use {path}: {err}")
+    return None
+
+
+def _damaged(path: Path) -> StorageError:
+    return StorageError(
+        f"{path.name} is damaged ({path}): restore it from a backup, or move it aside and "
+        "re-ingest (sciknow ingest)"
+    )
+
+
+def _reraise(err: BaseException, path: Path) -> NoReturn:
+    fault = storage_error(err, path)
+    if fault is None:
+        raise err
+    raise fault from err
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose statements report storage faults as `StorageError`."""
+
+    path: Path
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as err:
+            _reraise(err, self.path)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.DatabaseError as err:
+            _reraise(err, self.path)
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        try:
+            return super().executescript(script)
+        except sqlite3.DatabaseError as err:
+            _reraise(err, self.path)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except sqlite3.DatabaseError as err:
+            _reraise(err, self.path)
+
+
+def _check_file(path: Path) -> None:
+    """A database file that exists is a SQLite file: a 0-byte or overwritten index would
+    otherwise open as an empty one, or fail later with SQLite's own words."""
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError as err:
+        _reraise(err, path)
+    if head != SQLITE_HEADER:
+        raise _damaged(path)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    _check_file(path)
+    try:
+        conn = sqlite3.connect(
+            path, timeout=30, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
+    except sqlite3.Error as err:
+        _reraise(err, path)
+    conn.path = path
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -186,9 +287,12 @@ class Store:
 
     def __init__(self, data_dir: str | Path) -> None:
         self.root = Path(data_dir)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "vectors").mkdir(exist_ok=True)
-        (self.root / "bm25").mkdir(exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "vectors").mkdir(exist_ok=True)
+            (self.root / "bm25").mkdir(exist_ok=True)
+        except OSError as err:
+            _reraise(err, self.root / "index.sqlite")
         self.conn = _connect(self.root / "index.sqlite")
         self.conn.executescript(SCHEMA)
         self.cache = EmbeddingCache(self.root / "embeddings.sqlite")
@@ -196,6 +300,13 @@ class Store:
         self._faiss: Any = None
         self._bm25: Any = None
         self._bm25_rowids = np.zeros(0, dtype=np.int64)
+
+    def check(self) -> None:
+        """Read every page of the index once (`PRAGMA quick_check`): `sciknow serve` refuses
+        to start on a damaged file instead of failing on the first question that reads it."""
+        problem = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            raise _damaged(self.root / "index.sqlite")
 
     # ----- reading -----------------------------------------------------------------
 
@@ -475,9 +586,12 @@ class Store:
             if before_commit:
                 before_commit()
             self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as err:
+            if self.conn.in_transaction:  # SQLite ends it itself on a full disk
+                self.conn.execute("ROLLBACK")
             self._remove_stray_generations()
+            if isinstance(err, OSError | RuntimeError) and not isinstance(err, StorageError):
+                _reraise(err, self.root / "index.sqlite")  # FAISS and BM25 files
             raise
         self._remove_stray_generations()
 
