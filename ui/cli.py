@@ -171,24 +171,20 @@ def _serve_token(args: argparse.Namespace) -> str | None:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
+    """Refuses to start, with one line, on a read-only, full or damaged data directory."""
     token = _serve_token(args)
-    import uvicorn
-
     from sciknow.serve.factory import build_assistant
-    from sciknow.serve.web.access import RateLimiter
     from sciknow.serve.web.api import create_app
+    from sciknow.serve.web.server import run
     from sciknow.ui.webchat.app import mount_chat
 
-    limits = RateLimiter(config.serve.ask_concurrent, config.serve.ask_per_minute)
-    app = create_app(
-        build_assistant(config, args.backend, allow_empty=True), token=token, limiter=limits
-    )
+    assistant = build_assistant(config, args.backend, allow_empty=True)
+    assistant.retriever.store.check()
+    app = create_app(assistant, token=token, serve=config.serve)
     mount_chat(app, config.profile.examples, f"{config.profile.display_name} assistant")
     access = "API token required" if token else "no token"
     print(f"sciknow: chat and API on http://{args.host}:{args.port}/ ({access})", flush=True)
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"
-    )
+    run(app, args.host, args.port, config.serve, "info" if args.verbose else "warning")
     return 0
 
 

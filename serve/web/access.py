@@ -1,4 +1,4 @@
-"""Who may call `sciknow serve`, and how often: the API token and per-client `/ask` limits.
+"""Who may call `sciknow serve`, and how often: the API token and per-client limits.
 
 Both are plain ASGI middleware around the whole app, so they cover the HTTP API, the tool
 routes and the web chat mounted at `/` alike.
@@ -6,10 +6,17 @@ routes and the web chat mounted at `/` alike.
 - `TokenGate`: with a token, every request needs `Authorization: Bearer <token>` (401
   otherwise). A browser cannot add that header to a page load, so the page asks for the
   token once at `/auth` and keeps a cookie derived from it (HMAC, HttpOnly, SameSite=Lax):
-  the cookie opens this server only and does not reveal the token.
-- `AskLimiter`: per client address, at most `concurrent` `/ask` requests in flight and
-  `per_minute` started in any 60 s; past either, 429 with `Retry-After`. A reverse proxy
-  on the same host passes the real address in `X-Forwarded-For`, which uvicorn applies.
+  the cookie opens this server only and does not reveal the token. A client that sends
+  wrong tokens (header, cookie or form) gets 429 past `failures_per_minute` of them, so
+  guessing runs at a few tries a minute instead of hundreds a second.
+- `ClientLimits`: per client address and rule, at most `concurrent` requests in flight
+  and `per_minute` started in any 60 s; past either, 429 with `Retry-After`. Rules cover
+  `POST /ask`, `/feedback`, `/verify` and the web chat's API (`POST /gradio_api/...`).
+
+The client is the connecting address (`scope["client"]`). `sciknow serve` lets uvicorn
+replace it from `X-Forwarded-For` only when the connection comes from a configured
+trusted proxy (`[serve] trusted_proxies`); otherwise a client could name a new address
+on every request and never be limited.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ MAX_FORM_BYTES = 4096
 WINDOW_S = 60.0
 MAX_CLIENTS = 4096  # idle clients are forgotten past this many
 BUSY_RETRY_S = 5  # Retry-After when a client's concurrent requests are all in flight
+FAILURES_PER_MINUTE = 10  # wrong tokens a client may send in 60 s before 429
 
 
 def is_loopback(host: str) -> bool:
@@ -67,12 +75,13 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _json(send: Send, status: int, detail: str, headers: list[tuple[str, str]]) -> None:
+async def send_json(send: Send, status: int, detail: Any, headers: list[tuple[str, str]]) -> None:
+    """A JSON error `{"detail": ...}` (FastAPI's shape)."""
     body = json.dumps({"detail": detail}).encode()
     await _respond(send, status, body, "application/json", headers)
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def request_headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
@@ -96,34 +105,54 @@ button{{font:inherit;padding:.5rem 1rem}}.error{{color:#b00020}}</style></head>
 
 
 class TokenGate:
-    """Refuses requests without the token (header or session cookie); serves `/auth`."""
+    """Refuses requests without the token (header or session cookie); serves `/auth`;
+    slows down clients that send wrong tokens."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(
+        self, app: ASGIApp, token: str, failures_per_minute: int = FAILURES_PER_MINUTE
+    ) -> None:
         self.app = app
         self.token = token
         self.session = session_value(token)
+        self.failures = FailureThrottle(failures_per_minute)
 
-    def allowed(self, headers: dict[str, str]) -> bool:
+    def bearer(self, headers: dict[str, str]) -> bool | None:
+        """True for the token, False for a wrong one, None when no bearer token was sent."""
         scheme, _, given = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), self.token.encode()):
-            return True
+        if scheme.lower() != "bearer":
+            return None
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def has_session(self, headers: dict[str, str]) -> bool:
+        """The cookie `/auth` set (an HMAC of the token: too long to guess, so a stale one
+        left from an earlier token is not counted as a guess)."""
         cookie = _cookies(headers.get("cookie", "")).get(COOKIE, "")
         return hmac.compare_digest(cookie.encode(), self.session.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        headers = _headers(scope)
+        client = client_of(scope)
+        wait = self.failures.wait(client)
+        if wait is not None:  # checked first: a throttled client's guesses are not tried
+            if scope["type"] == "websocket":
+                return await send({"type": "websocket.close", "code": 1008})
+            detail = f"too many wrong tokens from {client}; retry in {wait} s"
+            return await send_json(send, 429, detail, [("retry-after", str(wait))])
+        headers = request_headers(scope)
         if scope["type"] == "http" and scope["path"] == AUTH_PATH:
             return await self._auth(scope, receive, send)
-        if self.allowed(headers):
+        bearer = self.bearer(headers)
+        if bearer or (bearer is None and self.has_session(headers)):
             return await self.app(scope, receive, send)
+        if bearer is False:
+            self.failures.failed(client)
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})
         if scope["method"] == "GET" and "text/html" in headers.get("accept", ""):
             location = f"{scope.get('root_path', '')}{AUTH_PATH}"
             return await _respond(send, 303, b"", "text/plain", [("location", location)])
-        await _json(
+        await send_json(
             send,
             401,
             "this server needs its API token: send Authorization: Bearer <token>",
@@ -137,9 +166,10 @@ class TokenGate:
             return await self._page(send, root, "", 200)
         form = await _read_form(receive)
         if form is None:
-            return await _json(send, 413, f"form over {MAX_FORM_BYTES} bytes", [])
+            return await send_json(send, 413, f"form over {MAX_FORM_BYTES} bytes", [])
         given = form.get("token", [""])[0]
         if not hmac.compare_digest(given.encode(), self.token.encode()):
+            self.failures.failed(client_of(scope))
             return await self._page(send, root, "That is not this server's token.", 401)
         secure = "; Secure" if scope.get("scheme") == "https" else ""
         cookie = (
@@ -214,26 +244,81 @@ class RateLimiter:
             del self._clients[name]
 
 
-class AskLimiter:
-    """Applies a `RateLimiter` to `POST /ask`, from the request until its last byte."""
+class FailureThrottle:
+    """Wrong tokens per client in the last minute."""
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter, paths: tuple[str, ...] = ("/ask",)):
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, client: str, now: float | None = None) -> int | None:
+        """None while the client may try again, else the seconds until it may."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            failures = self._failures.get(client)
+            if failures is None:
+                return None
+            while failures and now - failures[0] >= WINDOW_S:
+                failures.popleft()
+            if len(failures) < self.per_minute:
+                return None
+            return max(1, math.ceil(WINDOW_S - (now - failures[0])))
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if len(self._failures) > MAX_CLIENTS:
+                self._failures = {
+                    name: times
+                    for name, times in self._failures.items()
+                    if times and now - times[-1] < WINDOW_S
+                }
+            self._failures.setdefault(client, deque()).append(now)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The requests one `RateLimiter` counts: POSTs to `paths` or under `prefixes`."""
+
+    limiter: RateLimiter
+    paths: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+    def matches(self, path: str) -> bool:
+        return path in self.paths or path.startswith(self.prefixes)
+
+
+def client_of(scope: Scope) -> str:
+    """The address limits are counted by: the connecting one, or the one a trusted proxy
+    forwarded (uvicorn sets `scope["client"]` so; see the module docstring)."""
+    return (scope.get("client") or ("unknown", 0))[0]
+
+
+class ClientLimits:
+    """Applies the first matching `Rule` to each POST, from the request to its last byte."""
+
+    def __init__(self, app: ASGIApp, rules: list[Rule]) -> None:
         self.app = app
-        self.limiter = limiter
-        self.paths = paths
+        self.rules = rules
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+        rule = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            rule = next((r for r in self.rules if r.matches(scope["path"])), None)
+        if rule is None:
             return await self.app(scope, receive, send)
-        client = (scope.get("client") or ("unknown", 0))[0]
-        wait = self.limiter.acquire(client)
+        client = client_of(scope)
+        limiter = rule.limiter
+        wait = limiter.acquire(client)
         if wait is not None:
             detail = (
-                f"too many requests from {client}: at most {self.limiter.concurrent} at once "
-                f"and {self.limiter.per_minute} a minute; retry in {wait} s"
+                f"too many requests to {scope['path']} from {client}: at most "
+                f"{limiter.concurrent} at once and {limiter.per_minute} a minute; "
+                f"retry in {wait} s"
             )
-            return await _json(send, 429, detail, [("retry-after", str(wait))])
+            return await send_json(send, 429, detail, [("retry-after", str(wait))])
         try:
             await self.app(scope, receive, send)
         finally:
-            self.limiter.release(client)
+            limiter.release(client)

@@ -10,6 +10,7 @@ index's SQLite, so re-ingesting or deleting the index never touches it.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sciknow.index.store import storage_error
 from sciknow.serve.answer import Assistant
 
 FILE_NAME = "feedback.sqlite"
@@ -77,7 +79,6 @@ class FeedbackStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
 
@@ -87,15 +88,24 @@ class FeedbackStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30)) as conn, conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            yield conn
+        """A connection; a read-only, full or damaged data directory raises `StorageError`
+        with one line saying so (a 503 from the API), not SQLite's words."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(self.path, timeout=30)) as conn, conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                yield conn
+        except (sqlite3.DatabaseError, OSError) as err:
+            fault = storage_error(err, self.path)
+            if fault is None:
+                raise
+            raise fault from err
 
     def add(self, feedback: Feedback, server: Server) -> int:
         """Store one vote; returns its id (a client may later change the vote or comment)."""
         row = {**asdict(feedback), **asdict(server), "created": _now()}
         for column in _JSON_COLUMNS:
-            row[column] = json.dumps(row[column], ensure_ascii=False)
+            row[column] = json.dumps(_finite(row[column]), ensure_ascii=False, allow_nan=False)
         columns = ", ".join(row)
         with self._connect() as conn:
             cursor = conn.execute(
@@ -145,9 +155,21 @@ class FeedbackStore:
             conn.row_factory = sqlite3.Row
             rows = [dict(r) for r in conn.execute(f"SELECT * FROM feedback {clause}", values)]
         for row in rows:
-            for column in _JSON_COLUMNS:
-                row[column] = json.loads(row[column])
+            for column in _JSON_COLUMNS:  # NaN stored before votes were checked reads as null
+                row[column] = json.loads(row[column], parse_constant=lambda _: None)
         return rows
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None: feedback is strict JSON, which
+    has neither (the API refuses them; this covers votes made in-process)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _iso(moment: datetime) -> str:

@@ -1,0 +1,168 @@
+"""The one engine behind every front end: one answer at a time, never held by a client
+that left, with a watchdog that tells a long answer from a wedged engine.
+
+Why a worker thread per answer: the HTTP stream used to iterate the assistant while it
+held the generation lock, so a client that stopped reading left the generator suspended
+inside the lock, and one dropped stream froze answering for everyone. Here a daemon
+thread takes the lock, runs the whole answer and hands its events to the request over an
+asyncio queue; the request only reads that queue. The lock is held for the generation
+alone, whatever the client does, and a request that ends early (the client left, the
+server shuts down) cancels its run: a run waiting for the lock gives up its place, a
+running one stops at its next event and closes the model's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sciknow.records import Answer
+from sciknow.serve.answer import Assistant, Event
+
+WAIT_POLL_S = 0.2  # how often a run waiting for the lock checks whether it was cancelled
+STALL_S = 300.0  # default: a holder silent this long is reported as stalled
+
+
+class WatchedLock:
+    """The generation lock, with when it was taken and when its holder last showed
+    progress, so that `/health` can tell a long answer from a wedged engine.
+
+    Front ends that hold it themselves (the web chat) count from when they took it; the
+    engine's runs count from their last event.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._progress: float | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        self._progress = time.monotonic()
+        return True
+
+    def release(self) -> None:
+        self._progress = None
+        self._lock.release()
+
+    def __enter__(self) -> WatchedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def touch(self) -> None:
+        """The holder made progress (an event of its answer)."""
+        if self._progress is not None:
+            self._progress = time.monotonic()
+
+    def silent_for(self) -> float | None:
+        """Seconds since the holder last made progress; None when nobody holds it."""
+        progress = self._progress
+        return None if progress is None else time.monotonic() - progress
+
+
+class _Done:
+    """Marks the end of a run's events."""
+
+
+class Run:
+    """One answer's events, from the worker thread to the request's event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Event | BaseException | _Done] = asyncio.Queue()
+        self.cancelled = threading.Event()
+
+    def put(self, item: Event | BaseException | _Done) -> None:
+        """Hand an item to the request (from the worker thread); dropped once the loop is
+        closed, as at shutdown."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class Engine:
+    """Runs answers of one assistant one at a time (see the module docstring)."""
+
+    def __init__(self, assistant: Assistant, stall_s: float = STALL_S) -> None:
+        self.assistant = assistant
+        self.lock = WatchedLock()
+        self.stall_s = stall_s
+        self._runs: set[Run] = set()
+
+    def start(self, question: str, options: dict[str, Any]) -> Run:
+        """Queue one answer; its events arrive through `events(run)`."""
+        run = Run(asyncio.get_running_loop())
+        self._runs.add(run)
+        worker = threading.Thread(
+            target=self._work, args=(run, question, options), name="sciknow-answer", daemon=True
+        )
+        worker.start()
+        return run
+
+    async def events(self, run: Run) -> AsyncIterator[Event]:
+        """The run's events as they come; leaving early (or being cancelled) cancels it."""
+        try:
+            while True:
+                item = await run.queue.get()
+                if isinstance(item, _Done):
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            run.cancel()
+
+    async def answer(self, question: str, options: dict[str, Any]) -> Answer:
+        """The final answer, for requests that do not stream."""
+        final = None
+        async for event in self.events(self.start(question, options)):
+            final = event.answer or final
+        assert final is not None
+        return final
+
+    def stalled_for(self) -> float | None:
+        """How long the lock's holder has been silent, when that is past `stall_s`."""
+        silent = self.lock.silent_for()
+        return silent if silent is not None and silent > self.stall_s else None
+
+    def shutdown(self) -> None:
+        """Cancel every run (the server is stopping)."""
+        for run in list(self._runs):
+            run.cancel()
+
+    def _work(self, run: Run, question: str, options: dict[str, Any]) -> None:
+        try:
+            while not self.lock.acquire(timeout=WAIT_POLL_S):
+                if run.cancelled.is_set():
+                    return
+            try:
+                self._generate(run, question, options)
+            finally:
+                self.lock.release()
+        except Exception as err:  # reported to the request, which reports it in-band
+            run.put(err)
+        finally:
+            run.put(_Done())
+            self._runs.discard(run)
+
+    def _generate(self, run: Run, question: str, options: dict[str, Any]) -> None:
+        if run.cancelled.is_set():  # the client left while the run waited
+            return
+        stream = self.assistant.stream(question, **options)
+        try:
+            for event in stream:
+                self.lock.touch()
+                if run.cancelled.is_set():
+                    return
+                run.put(event)
+        finally:
+            stream.close()  # stops the model's generation when the run ends early
