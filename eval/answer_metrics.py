@@ -145,12 +145,15 @@ def unit_precision(cosines: Sequence[float]) -> float | None:
     return sum(c >= UNIT_MATCH for c in cosines) / len(cosines) if cosines else None
 
 
-def name_issues(text: str, checker: NameChecker) -> tuple[list[str], list[str]]:
+def name_issues(
+    text: str, checker: NameChecker, quoted: Sequence[tuple[int, int]] = ()
+) -> tuple[list[str], list[str]]:
     """The answer's invented names (in no document of the index) and removed names (only in
-    release notes that say they were removed), each once, by the product's name check."""
+    release notes that say they were removed), each once, by the product's name check;
+    `quoted`: the ranges that quote release notes (`names.history_ranges`)."""
     invented: dict[str, None] = {}
     removed: dict[str, None] = {}
-    for issue in checker.check(text):
+    for issue in checker.check(text, quoted):
         (removed if issue.reason == "removed-name" else invented).setdefault(issue.name, None)
     return list(invented), list(removed)
 

@@ -63,7 +63,7 @@ from sciknow.serve.answer import Assistant, resolve_mode
 from sciknow.serve.backends.base import Backend
 from sciknow.serve.backends.factory import LazyBackend
 from sciknow.serve.factory import assemble_assistant, build_backend
-from sciknow.serve.names import NameChecker
+from sciknow.serve.names import NameChecker, history_ranges
 
 
 class AnswerRetriever:
@@ -246,7 +246,8 @@ def ask(
         "text": final.text,
         "abstained": final.abstained,
         "citations": [
-            {k: c[k] for k in ("n", "chunk_id", "title", "uri")} for c in final.citations
+            {k: c.get(k) for k in ("n", "chunk_id", "title", "uri", "kind", "spans")}
+            for c in final.citations
         ],
         "passages": passages,
         "contexts": [{"chunk_id": e.chunk_id, "text": e.text} for e in retriever.last],
@@ -275,7 +276,7 @@ def score(
     needs `units` (an embedder), the rest costs milliseconds."""
     text = shown_content(row)
     used = find_symbols(text, prefixes)
-    invented, removed = am.name_issues(text, names)
+    invented, removed = am.name_issues(text, names, quoted_ranges(row, len(text)))
     passages = {int(n): t for n, t in row["passages"].items()}
     cites = am.citation_support(text, passages, prefixes)
     contexts = [c["text"] for c in row["contexts"]]
@@ -318,6 +319,15 @@ def score(
         gen_invented=am.name_issues(generated, names)[0],
     )
     return metrics
+
+
+def quoted_ranges(row: dict[str, Any], shown: int) -> list[tuple[int, int]]:
+    """The ranges of the shown content (its last `shown` characters) that cite a changelog
+    passage, where a removed name is history (the citations of answers cached before they
+    kept their kind and marker spans quote nothing)."""
+    shift = len(row["text"]) - shown
+    ranges = history_ranges(row["text"], row["citations"])
+    return [(max(start - shift, 0), end - shift) for start, end in ranges if end > shift]
 
 
 def shown_content(row: dict[str, Any]) -> str:

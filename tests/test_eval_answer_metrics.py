@@ -332,6 +332,7 @@ def test_a_replaced_generation_is_scored_as_shown_and_as_generated():
     row = {
         "text": note + "\n\nThe tolerances are set with KSPSetTolerances [1].",
         "abstained": False,
+        "citations": [{"n": 1, "chunk_id": "c1", "title": "t", "uri": "u"}],  # cached before kinds
         "passages": {"1": PASSAGES[1]},
         "contexts": [{"chunk_id": "c1", "text": PASSAGES[1]}],
         "flags": [],
@@ -351,3 +352,34 @@ def test_a_replaced_generation_is_scored_as_shown_and_as_generated():
     assert metrics["gen_loop"] is True and metrics["gen_invented"] == ["KSPSetTolerence"]
     same = score({**row, "reset": "", "generated": None}, question, checker, PREFIXES)
     assert same["gen_loop"] == same["loop"] and same["gen_cited"] == same["cited"]
+
+
+def test_a_removed_name_quoted_from_release_notes_is_not_counted():
+    """The citations' kinds and marker spans tell which units quote release notes, also
+    under the guard's note above a replaced answer."""
+    checker = NameChecker(["KSPGetLineSearch"], PREFIXES, {"KSPGetOld": ["KSPGetLineSearch"]})
+    question = Question("q", "How do I get the line search?", "Use KSPGetLineSearch.")
+    body = "- Added KSPGetOld [1]\n\nCall KSPGetOld() [2]."
+    note = "*The generated answer was replaced: it cited nothing.*\n\n"
+    for head in ("", note):
+        text = head + body
+        markers = [text.index("[1]"), text.index("[2]")]
+        row = {
+            "text": text,
+            "abstained": False,
+            "citations": [
+                {"n": 1, "kind": "changelog", "spans": [[markers[0], markers[0] + 3]]},
+                {"n": 2, "kind": "manpage", "spans": [[markers[1], markers[1] + 3]]},
+            ],
+            "passages": {"1": "Added KSPGetOld.", "2": "KSPGetOld gets it."},
+            "contexts": [],
+            "flags": [],
+            "timings": {},
+            "total_ms": 1.0,
+            "reset": "it cited nothing" if head else "",
+            "generated": "x" if head else None,
+        }
+        metrics = score(row, question, checker, PREFIXES)
+        assert metrics["removed"] == ["KSPGetOld"]  # the second use only
+        quoted_only = {**row, "text": text[: markers[0] + 3]}
+        assert score(quoted_only, question, checker, PREFIXES)["removed"] == []
