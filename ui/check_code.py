@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
 
 from sciknow.config import Config
 from sciknow.ui.verify import read_text
 
 CXX_SUFFIXES = (".cxx", ".cpp", ".cc", ".C", ".hpp")
 MAX_NP = 16
+Code = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200_000),
+    Field(description="C or C++: a whole program, or a fragment (a few calls, no main)"),
+]
+Language = Annotated[str, Field(pattern=r"^(c|c\+\+)$", description="c or c++")]
 
 
 def add_check_code_parser(verbs: Any) -> None:
@@ -93,3 +101,63 @@ def run_check_code(args: argparse.Namespace, config: Config) -> int:
     else:
         print_report(report, args.show_harness)
     return 0 if report.ok else 1
+
+
+def add_code_tools(server: Any, config: Config, allow_run: bool) -> None:
+    """Register the MCP tools `compile` and, with `allow_run` (`sciknow mcp --allow-run`),
+    `run` on `server`. They compile in the MCP process itself — the PETSc is the one on
+    the agent's machine — with the checker built at the first call, so a server without
+    PETSc starts and each call says how to install one."""
+    import asyncio
+    import functools
+
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import ToolAnnotations
+
+    from sciknow.serve.codecheck.check import checker_for
+    from sciknow.serve.codecheck.petsc import PetscNotFound
+
+    checker = functools.cache(lambda: checker_for(config))
+
+    async def check(code: str, language: str, run: bool, np: int) -> dict[str, Any]:
+        try:
+            report = await asyncio.to_thread(
+                lambda: checker().check(code, language, run=run, np=np)
+            )
+        except PetscNotFound as err:
+            raise ToolError(str(err)) from None
+        return report.to_dict()
+
+    @server.tool(
+        name="compile",
+        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+        description="""Compile C/C++ code against the configured PETSc with its own compiler
+and flags. A fragment (no main) is wrapped in a harness: includes, PetscInitialize/
+PetscFinalize, and declarations typed from the man-page synopses of the functions it
+passes its variables to. Returns {"ok", "compiled", "verdict", "version", "kind",
+"diagnostics": [{"severity", "message", "line", "column", "where", "name",
+"suggestions", "notes"}], "cannot_wrap", "declarations", "harness", "compile_s"}: line
+is the line of your code; name is an unknown identifier and suggestions the closest real
+names; cannot_wrap says why a fragment could not be made a program.""",
+    )
+    async def compile_code(code: Code, language: Language = "c") -> dict[str, Any]:
+        return await check(code, language, False, 1)
+
+    if not allow_run:
+        return
+
+    @server.tool(
+        name="run",
+        annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False),
+        description="""Compile C/C++ code (as the compile tool does) and run it with mpiexec
+on np ranks inside a sandbox: no network, a read-only system, a private /tmp, limits on
+wall time, CPU time, memory, processes and output. Returns the compile report plus "run":
+{"exit_status" (null when the sandbox stopped it), "seconds", "output_tail",
+"output_bytes", "stopped" (which limit), "denied" (what the sandbox refused), "np"}.""",
+    )
+    async def run_code(
+        code: Code,
+        np: Annotated[int, Field(ge=1, le=MAX_NP, description="MPI ranks")] = 1,
+        language: Language = "c",
+    ) -> dict[str, Any]:
+        return await check(code, language, True, np)

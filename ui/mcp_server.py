@@ -309,6 +309,9 @@ def run_mcp(args: argparse.Namespace, config: Config) -> int:
         SciknowAPI(api_url, os.environ.get(TOKEN_ENV), config.mcp.timeout_s),
         config.profile.display_name,
     )
+    from sciknow.ui.check_code import add_code_tools  # compile, and run with --allow-run
+
+    add_code_tools(server, config, args.allow_run)
     if args.transport == "stdio":
         server.run("stdio")
         return 0
@@ -337,5 +340,10 @@ def add_mcp_parser(verbs: Any) -> None:
     )
     parser.add_argument(
         "--no-auth", action="store_true", help="HTTP transport: no token even off 127.0.0.1"
+    )
+    parser.add_argument(
+        "--allow-run",
+        action="store_true",
+        help="also offer the `run` tool (programs run sandboxed; see `sciknow check-code`)",
     )
     parser.set_defaults(run=run_mcp)

@@ -124,6 +124,7 @@ class CodeChecker:
                 report.kind = "fragment"
                 compilation = self._fragment(workdir, code, cxx, run, report)
                 if compilation is None:
+                    self._add_suggestions(report.diagnostics)
                     return report
             report.compiled = compilation.ok
             report.compile_s += compilation.seconds
@@ -163,6 +164,8 @@ class CodeChecker:
         report.compile_s += first.seconds
         declarations, missing = type_variables(undeclared, fragment, self.signatures)
         report.declarations = declarations
+        if missing and any(d.name and not _UNDECLARED_RE.search(d.message) for d in first.errors):
+            return first  # an unknown function or type: that is the verdict, not the typing
         if missing:
             report.diagnostics = first.diagnostics
             report.cannot_wrap = "; ".join(

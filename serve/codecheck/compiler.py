@@ -83,6 +83,10 @@ class Compilation:
     command: list[str]
     output: str  # what the compiler printed, for a diagnostic the parser did not read
 
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
 
 def unknown_name(message: str) -> str:
     """The identifier a diagnostic says is unknown, or ""."""
