@@ -168,6 +168,7 @@ def test_split_puts_definitions_at_file_scope_and_statements_in_main():
         ("call KSPSolve(ksp, b, x, ierr)\n", "Fortran"),
         ("from petsc4py import PETSc\nksp = PETSc.KSP().create()\n", "Python"),
         ("if (n) {\n  KSPSolve(ksp, b, x);\n", "unbalanced"),
+        ("MatCreateBAIJ(MPI_Comm comm, PetscInt bs, Mat *A);\n", "synopsis"),
     ],
 )
 def test_unwrappable_fragments_say_why(code, reason):

@@ -36,6 +36,10 @@ _SHELL_RE = re.compile(
 _FORTRAN_RE = re.compile(
     r"^\s*(?:call\s+\w+|use\s+\w+|implicit\s+none|program\s+\w+|end\s+program)", re.I | re.M
 )
+# A call whose arguments are typed parameters: `MatCreateBAIJ(MPI_Comm comm, int m, ...)`.
+_SYNOPSIS_RE = re.compile(
+    r"^\s*[A-Za-z_]\w*\s*\((?:[^()]*,)?\s*(?:const\s+)?[A-Za-z_]\w*\s+\**\s*[A-Za-z_]\w*\s*[,)\[]"
+)
 _PYTHON_RE = re.compile(r"^\s*(?:from\s+\w+\s+import|import\s+\w+|def\s+\w+\(.*\):)", re.M)
 
 
@@ -157,6 +161,11 @@ def split(code: str) -> Fragment:
     _add(fragment, code, masked, start, len(code))
     if not (fragment.body or fragment.file_scope):
         raise CannotWrap("there is no C statement in it")
+    for piece in fragment.body:
+        if _SYNOPSIS_RE.search(piece_masked(fragment, piece)):
+            raise CannotWrap(
+                f"it is a synopsis, not code (typed parameters in a call, line {piece.line})"
+            )
     return fragment
 
 
