@@ -287,9 +287,15 @@ def test_discord_config_section(tmp_path):
     assert config.discord.channels == ["123456789012345678", "#help"]
     assert config.discord.allow_dm and config.discord.per_user_per_minute == 9
     assert load_config(environ={}).discord.channels == []
+    path.write_text('[discord]\nchannels = [123456789012345678, "help"]\n')  # IDs as integers
+    assert load_config(path, environ={}).discord.channels == ["123456789012345678", "help"]
+    env = {"SCIKNOW_DISCORD__CHANNELS": "123456789012345678,help"}
+    assert load_config(environ=env).discord.channels == ["123456789012345678", "help"]
     for bad, message in (
         ('api_url = "localhost:8080"', "http"),
         ("per_user_per_minute = 0", "at least 1"),
+        ("channels = [1.5]", r"discord.channels\[0\] must be an integer, got 1.5"),
+        ("channels = [true]", r"discord.channels\[0\] must be an integer, got True"),
         ('token = "abc"', "unknown key 'token'"),
     ):
         path.write_text(f"[discord]\n{bad}\n")
@@ -826,10 +832,6 @@ def ask_command(question: str) -> dict[str, Any]:
     return {"id": str(facts.make_id()), "name": "ask", "type": 1, "options": [option]}
 
 
-def patch_command() -> dict[str, Any]:
-    return {"id": str(facts.make_id()), "name": "patch", "type": 1}
-
-
 def click(custom_id: str) -> dict[str, Any]:
     return {"custom_id": custom_id, "component_type": 2}
 
@@ -849,7 +851,7 @@ def feedback_rows(api: Api) -> list[sqlite3.Row]:
 @pytest.mark.asyncio
 async def test_slash_commands_are_registered(world):
     commands = {c["name"]: c for c in world.discord.synced}
-    assert set(commands) == {"ask", "patch"}
+    assert set(commands) == {"ask"}  # no /patch: sciknow serve drafts none
     assert commands["ask"]["options"][0]["name"] == "question"
     assert commands["ask"]["options"][0]["required"] is True
 
@@ -958,64 +960,6 @@ async def test_ask_a_maintainer_pings_the_role_once(world):
     assert "maintainer" not in str(history)  # the ping is not part of the conversation
 
 
-@pytest.mark.asyncio
-async def test_patch_needs_the_role_and_a_thread(world):
-    role = back.make_role("petsc-maintainers", world.help.guild)
-    world.bot.settings.maintainer_role = str(role.id)
-    asked = await dpytest.message(world.mention("How do I install?"), channel=world.help)
-    thread = world.thread_of(asked)
-    shim = world.discord
-    await shim.dispatch(shim.interaction(2, thread, world.alice, patch_command()))
-    await dpytest.add_role(world.alice, role)
-    alice = world.help.guild.get_member(world.alice.id)
-    await shim.dispatch(shim.interaction(2, world.help, alice, patch_command()))
-    await shim.dispatch(shim.interaction(2, thread, alice, patch_command()))
-    refused, outside, deferred, followup = shim.responses
-    assert refused["ephemeral"] and refused["content"].startswith(
-        "Only members with the maintainer"
-    )
-    assert outside["ephemeral"] and "inside the thread" in outside["content"]
-    assert deferred["type"] == 5  # "thinking…" while the API is asked
-    assert followup["content"].startswith("Drafting documentation patches is not available")
-
-
-@pytest.mark.asyncio
-async def test_patch_relays_the_merge_request_and_the_diff(world, serve_app):
-    from fastapi import FastAPI
-
-    received: list[dict[str, Any]] = []
-    drafts = FastAPI()
-
-    @drafts.post("/patch")
-    def draft(body: dict[str, Any]) -> dict[str, Any]:
-        received.append(body)
-        return {
-            "merge_request": "https://gitlab.com/petsc/petsc/-/merge_requests/1",
-            "diff": "--- a/doc/faq.md\n+++ b/doc/faq.md\n",
-            "slug": "install-without-mpi",
-            "needs_review": True,
-        }
-
-    role = back.make_role("petsc-maintainers", world.help.guild)
-    world.bot.settings.maintainer_role = "petsc-maintainers"
-    await dpytest.add_role(world.alice, role)
-    asked = await dpytest.message(
-        world.mention("How do I install without MPI?"), channel=world.help
-    )
-    thread = world.thread_of(asked)
-    world.bot.api = RecordingApi(serve_app(drafts))
-    alice = world.help.guild.get_member(world.alice.id)
-    await world.discord.dispatch(world.discord.interaction(2, thread, alice, patch_command()))
-    followup = world.discord.responses[-1]
-    assert "<https://gitlab.com/petsc/petsc/-/merge_requests/1>" in followup["content"]
-    assert "needs expert review" in followup["content"]
-    assert followup["files"] == [
-        ("install-without-mpi.patch", b"--- a/doc/faq.md\n+++ b/doc/faq.md\n")
-    ]
-    assert received[0]["question"] == "How do I install without MPI?"
-    assert "--download-mpich" in received[0]["answer"]
-
-
 # ---------------------------------------------------------------------------------------
 # Forum posts
 
@@ -1093,6 +1037,28 @@ def test_check_validates_config_and_api_without_discord(api, monkeypatch, tmp_pa
     assert "API http://127.0.0.1:9: sciknow serve is not reachable" in capsys.readouterr().err
 
 
+def test_check_accepts_integer_channel_ids(api, monkeypatch, tmp_path, capsys):
+    """`channels = [123456789012345678]`, the ID as Discord's "Copy Channel ID" gives it."""
+    config = tmp_path / "bot.toml"
+    config.write_text(f'[discord]\napi_url = "{api.url}"\nchannels = [123456789012345678]\n')
+    argv = ("--config", str(config), "discord", "--check")
+    assert run_cli(monkeypatch, tmp_path, *argv, DISCORD_TOKEN="t") == 0
+    captured = capsys.readouterr()
+    assert "channels: 123456789012345678; direct messages: off" in captured.out
+    assert captured.out.rstrip().endswith("ok") and captured.err == ""
+
+
+def test_check_says_when_the_bot_would_answer_nowhere(api, monkeypatch, tmp_path, capsys):
+    env = {"SCIKNOW_DISCORD__API_URL": api.url, "DISCORD_TOKEN": "t"}
+    assert run_cli(monkeypatch, tmp_path, "discord", "--check", **env) == 2
+    captured = capsys.readouterr()
+    assert "channels: none; direct messages: off" in captured.out
+    assert "no channel is configured and direct messages are off" in captured.err
+    assert "[discord] channels" in captured.err
+    dms = {**env, "SCIKNOW_DISCORD__ALLOW_DM": "true"}  # DMs only is a choice, not a mistake
+    assert run_cli(monkeypatch, tmp_path, "discord", "--check", **dms) == 0
+
+
 def test_check_sends_the_api_token(api, serve_app, monkeypatch, tmp_path, capsys):
     import inspect
 
@@ -1104,6 +1070,7 @@ def test_check_sends_the_api_token(api, serve_app, monkeypatch, tmp_path, capsys
     store = FeedbackStore(tmp_path / "feedback.sqlite")
     url = serve_app(create_app(api.assistant, feedback=store, token="s3cret"))
     env = {"SCIKNOW_DISCORD__API_URL": url, "DISCORD_TOKEN": "t"}
+    env["SCIKNOW_DISCORD__CHANNELS"] = "help"
     assert run_cli(monkeypatch, tmp_path, "discord", "--check", **env) == 2
     assert "401" in capsys.readouterr().err
     assert (

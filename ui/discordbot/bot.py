@@ -5,7 +5,7 @@
 
 The bot token is read from `DISCORD_TOKEN` only (never a file or a flag, which would end
 up in shell history or the repository); `SCIKNOW_API_TOKEN`, when set, is sent to the API.
-The bot itself lives in `discord_handlers.py`, imported only when it runs, so that the
+The bot itself lives in `handlers.py`, imported only when it runs, so that the
 `sciknow` command line does not load discord.py for other verbs.
 """
 
@@ -88,6 +88,19 @@ async def serve_bot(settings: DiscordConfig, token: str) -> int:
     return 0
 
 
+def _where(settings: DiscordConfig) -> list[str]:
+    """Print where the bot answers; a problem when that is nowhere (no channel, no DMs)."""
+    dms = "on" if settings.allow_dm else "off"
+    print(f"channels: {', '.join(map(str, settings.channels)) or 'none'}; direct messages: {dms}")
+    if settings.channels or settings.allow_dm:
+        return []
+    return [
+        "no channel is configured and direct messages are off: the bot would answer nowhere; "
+        'list channel names or IDs in [discord] channels (e.g. channels = ["petsc-help", '
+        "123456789012345678])"
+    ]
+
+
 async def check(settings: DiscordConfig) -> int:
     """Print what the bot would use and whether the API answers; 2 on a problem."""
     from sciknow.ui.api_client import ApiError
@@ -95,9 +108,8 @@ async def check(settings: DiscordConfig) -> int:
     problems = []
     if not os.environ.get(DISCORD_TOKEN_ENV, "").strip():
         problems.append(f"{DISCORD_TOKEN_ENV} is not set: the bot cannot log in")
-    where = ", ".join(settings.channels) or "no channel (set [discord] channels)"
-    print(f"channels: {where}; direct messages: {'on' if settings.allow_dm else 'off'}")
-    print(f"maintainer role: {settings.maintainer_role or 'none (no escalation, no /patch)'}")
+    problems += _where(settings)
+    print(f"maintainer role: {settings.maintainer_role or 'none (no escalation)'}")
     api = _api(settings)
     try:
         health = await api.health()
@@ -108,9 +120,8 @@ async def check(settings: DiscordConfig) -> int:
         )
         if health.get("status") != "ok":
             problems.append(f"the API's index is not ready ({health.get('status')})")
-        for path, effect in (("/feedback", "votes cannot be stored"), ("/patch", "/patch is off")):
-            if path not in paths:
-                print(f"note: the API has no {path}: {effect}")
+        if "/feedback" not in paths:
+            print("note: the API has no /feedback: votes cannot be stored")
     except ApiError as err:
         problems.append(f"API {settings.api_url}: {err}")
     finally:

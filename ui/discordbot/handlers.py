@@ -23,7 +23,6 @@ It is a client of `sciknow serve` (`api_client.py`) and holds no model or index.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from collections import OrderedDict, defaultdict, deque
@@ -264,11 +263,6 @@ class SciknowBot(discord.Client):
         async def ask(interaction: discord.Interaction, question: str) -> None:
             await self.on_ask(interaction, question)
 
-        @self.tree.command(name="patch", description="Draft a documentation patch from this thread")
-        @app_commands.guild_only()
-        async def patch(interaction: discord.Interaction) -> None:
-            await self.on_patch(interaction)
-
     async def setup_hook(self) -> None:
         """Buttons of earlier answers work again; the slash commands are registered."""
         self.add_dynamic_items(VoteButton, MaintainerButton)
@@ -288,7 +282,7 @@ class SciknowBot(discord.Client):
             keys = {str(channel.parent_id), getattr(channel.parent, "name", "")}
         else:
             keys = {str(getattr(channel, "id", "")), getattr(channel, "name", "")}
-        listed = {c.strip().removeprefix("#") for c in self.settings.channels}
+        listed = {str(c).strip().removeprefix("#") for c in self.settings.channels}
         return bool(listed & (keys - {""}))
 
     def route(self, message: discord.Message) -> str | None:
@@ -518,35 +512,6 @@ class SciknowBot(discord.Client):
         client = "discord:thread" if thread else "discord:channel"
         await self.answer(thread or echo.channel, question, [], client, echo)
 
-    async def on_patch(self, interaction: discord.Interaction) -> None:
-        """`/patch`: maintainers draft a documentation patch from the current thread."""
-        if not self.is_maintainer(interaction.user):
-            await interaction.response.send_message(
-                "Only members with the maintainer role can draft documentation patches.",
-                ephemeral=True,
-            )
-            return
-        channel = interaction.channel
-        if not isinstance(channel, discord.Thread):
-            await interaction.response.send_message(
-                "Use /patch inside the thread of a question and its answer.", ephemeral=True
-            )
-            return
-        await interaction.response.defer(thinking=True)
-        turns = await self.conversation(channel, before=None)
-        exchange = {
-            "question": next((t["content"] for t in turns if t["role"] == "user"), ""),
-            "answer": next((t["content"] for t in reversed(turns) if t["role"] == "assistant"), ""),
-            "history": turns,
-        }
-        try:
-            result = await self.api.draft_patch(exchange)
-        except ApiError as err:
-            log.warning("/patch failed: %s", err)
-            await interaction.followup.send(_failure_notice(err))
-            return
-        await interaction.followup.send(**_patch_reply(result))
-
     def maintainer_role(self, guild: discord.Guild | None) -> discord.Role | None:
         name = self.settings.maintainer_role
         if guild is None or not name:
@@ -554,10 +519,6 @@ class SciknowBot(discord.Client):
         if name.isdigit():
             return guild.get_role(int(name))
         return discord.utils.get(guild.roles, name=name.removeprefix("@"))
-
-    def is_maintainer(self, user: discord.User | discord.Member) -> bool:
-        role = self.maintainer_role(getattr(user, "guild", None))
-        return role is not None and isinstance(user, discord.Member) and role in user.roles
 
     # Buttons -------------------------------------------------------------------------------
 
@@ -613,25 +574,6 @@ def _failure_notice(err: Exception) -> str:
     if isinstance(err, ApiError) and err.retry_after is not None:
         return API_BUSY.format(seconds=err.retry_after)
     return API_DOWN
-
-
-def _patch_reply(result: dict[str, Any] | None) -> dict[str, Any]:
-    """The follow-up for `/patch`: the merge request's link, or the patch as a file."""
-    if result is None:
-        return {
-            "content": "Drafting documentation patches is not available on this server "
-            "(its `sciknow serve` offers no /patch)."
-        }
-    lines = ["Documentation patch drafted."]
-    if result.get("needs_review"):
-        lines.append("It needs expert review: parts of it are flagged as uncertain.")
-    if result.get("merge_request"):
-        lines.append(f"Merge request: <{result['merge_request']}>")
-    reply: dict[str, Any] = {"content": "\n".join(lines)}
-    if result.get("diff"):
-        data = io.BytesIO(str(result["diff"]).encode())
-        reply["file"] = discord.File(data, filename=f"{result.get('slug') or 'sciknow'}.patch")
-    return reply
 
 
 async def _react(message: discord.Message | None, add: bool, me: Any) -> None:
