@@ -1,6 +1,8 @@
 """`sciknow mcp` end to end: a real `sciknow serve` app on 127.0.0.1 over a small index of
 docs, man pages and tutorials written here, the agent endpoints it serves, and the MCP
-server run as a subprocess (stdio and streamable HTTP) driven by the SDK's own client.
+server run as a subprocess (stdio and streamable HTTP) driven by the SDK's own client: as a
+client of that server, and on its own (the engine in its own process, as an agent's
+configuration starts it with no server running).
 
 Answers are extractive (no model loads), so every call is fast and deterministic; one test
 replays a scripted generation to show a generated, cited answer relayed as is.
@@ -18,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -372,8 +375,8 @@ async def error_of(session: ClientSession, tool: str, **arguments: Any) -> str:
 async def exercise(session: ClientSession) -> None:
     """Every tool and the resource template, with the checks an agent relies on."""
     listed = {tool.name: tool for tool in (await session.list_tools()).tools}
-    assert set(listed) == TOOLS
-    for tool in listed.values():
+    assert set(listed) >= TOOLS  # and `compile` (tests/test_check_code_mcp.py)
+    for tool in (listed[name] for name in TOOLS):
         assert len(tool.description) > 200 and tool.input_schema["type"] == "object"
         assert tool.annotations.read_only_hint
     search_schema = listed["search"].input_schema
@@ -434,13 +437,20 @@ async def exercise(session: ClientSession) -> None:
     templates = (await session.list_resource_templates()).resource_templates
     assert [t.uri_template for t in templates] == ["sciknow://doc/{doc_id}"]
 
-    # Bad arguments are tool errors the agent can read, and the server keeps serving.
-    assert "greater than or equal to 1" in await error_of(session, "search", query="KSP", k=0)
-    assert "at least 1 character" in await error_of(session, "search", query="   ")
-    assert "validation error" in await error_of(session, "search", query="KSP", kinds=["poem"])
-    assert "at least 1 character" in await error_of(session, "lookup", name="")
+    # Bad arguments are one-line tool errors naming the argument; the server keeps serving.
+    refused = [
+        ("search", {"query": "KSP", "k": 0}, "k: input should be greater than or equal to 1"),
+        ("search", {"query": "   "}, "query: string should have at least 1 character"),
+        ("search", {"query": "KSP", "kinds": ["poem"]}, "kinds.0: input should be 'code', "),
+        ("lookup", {}, "name: field required"),
+        ("examples", {"topic_or_name": "KSP", "k": 99}, "k: input should be less than or eq"),
+    ]
+    for tool, arguments, start in refused:
+        message = await error_of(session, tool, **arguments)
+        expected = f"Error executing tool {tool}: invalid argument {start}"
+        assert message.startswith(expected) and "\n" not in message, message
+    assert (await error_of(session, "search", query="KSP", k=0)).endswith("(got 0)")
     assert "text is empty" in await error_of(session, "verify", text="  \n ")
-    assert "examples" in await error_of(session, "examples", topic_or_name="KSP", k=99)
     with pytest.raises(Exception, match="no document"):
         await session.read_resource("sciknow://doc/" + quote("petsc-git:nowhere.c", safe=""))
     assert (await call(session, "lookup", name="KSPGetTolerances"))["found"]
@@ -516,6 +526,22 @@ def test_a_down_api_is_a_tool_error_that_says_what_to_do():
     asyncio.run(scenario())
 
 
+def test_an_explicit_api_url_stays_a_client_when_the_server_is_down(tmp_path):
+    """`--api-url` means a team server: no engine of its own, a tool error saying so."""
+    down = f"http://127.0.0.1:{free_port()}"
+    command, *args = mcp_command("--api-url", down)
+    env = {k: v for k, v in mcp_env(down).items() if k != "SCIKNOW_MCP__API_URL"}
+    params = StdioServerParameters(command=command, args=args, env=env, cwd=str(tmp_path))
+
+    async def scenario() -> None:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            message = await error_of(session, "lookup", name="KSPSetTolerances")
+            assert f"sciknow serve is not reachable at {down}" in message
+
+    asyncio.run(scenario())
+
+
 def test_the_api_token_is_sent_to_sciknow_serve(assistant, serve_app):
     from sciknow.serve.web.api import create_app
 
@@ -558,3 +584,108 @@ def test_ask_relays_a_generated_answer_with_its_citations(assistant, serve_app):
             assert answer["flags"] == [] and "tokens_per_s" in answer["timings"]
 
     asyncio.run(scenario())
+
+
+# ----- on its own: the engine in its own process, as an agent's configuration starts it -----
+
+SCRIPT = Path(sys.executable).with_name("sciknow")
+AGENT_ENV_DROPS = ("SCIKNOW_MCP__API_URL", "SCIKNOW_API_TOKEN", "SCIKNOW_CONFIG")
+
+
+@pytest.fixture
+def nothing_at_the_default_address() -> Iterator[None]:
+    """127.0.0.1:8080 held closed for the test, so no `sciknow serve` can answer there."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", 8080))
+        except OSError:
+            pytest.skip("something holds 127.0.0.1:8080; sciknow mcp would be its client")
+        yield
+
+
+@asynccontextmanager
+async def agent_session(data_dir: Path, cwd: Path, errlog: Any):
+    """What an agent's `mcpServers` entry runs: the console script with `--data-dir DIR mcp`
+    and nothing else (no [mcp] api_url, no token, no sciknow.toml in its folder)."""
+    if not SCRIPT.exists():
+        pytest.skip("needs the installed sciknow console script")
+    env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV_DROPS}
+    args = ["--data-dir", str(data_dir), "mcp"]
+    params = StdioServerParameters(command=str(SCRIPT), args=args, env=env, cwd=str(cwd))
+    async with (
+        stdio_client(params, errlog=errlog) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def test_on_its_own_it_answers_from_the_data_directory(
+    tools_config, tmp_path, nothing_at_the_default_address
+):
+    """Every tool and the resource work with no server; results carry links to open."""
+    data_dir = tools_config.data_path
+
+    async def scenario(errlog: Any) -> None:
+        async with agent_session(data_dir, tmp_path, errlog) as session:
+            passages = (await call(session, "search", query="KSP relative tolerance"))["passages"]
+            assert passages and all(p["uri"].startswith("https://") for p in passages)
+            page = (await call(session, "lookup", name="KSPSetTolerances"))["definitions"][0]
+            assert page["doc_id"] == MANPAGE_ID and "itfunc.c#L" in page["uri"]
+            answer = await call(session, "ask", question="How do I set the KSP relative tolerance?")
+            assert not answer["abstained"] and "[1]" in answer["text"]
+            assert all(c["uri"].startswith("https://") for c in answer["citations"])
+            await exercise(session)
+
+    with (tmp_path / "stderr.txt").open("w+") as errlog:
+        asyncio.run(scenario(errlog))
+        errlog.seek(0)
+        said = errlog.read()
+    assert said.startswith(
+        f"sciknow mcp (stdio): the engine in this process over {data_dir} "
+        "(extractive answers, no model loads); no sciknow serve answers at "
+        "http://127.0.0.1:8080\n"
+    ), said
+    assert "Traceback" not in said and "Warning" not in said, said
+
+
+def test_on_its_own_without_an_index_it_says_how_to_make_one(
+    tmp_path, nothing_at_the_default_address
+):
+    missing = tmp_path / "no-index"
+
+    async def scenario(errlog: Any) -> None:
+        async with agent_session(missing, tmp_path, errlog) as session:
+            assert {t.name for t in (await session.list_tools()).tools} >= TOOLS
+            message = await error_of(session, "search", query="KSP")
+            assert message == (
+                f"Error executing tool search: no index in {missing}: run `sciknow --data-dir "
+                f"{missing} ingest`, or start `sciknow mcp` with the --data-dir of an existing "
+                "index"
+            )
+
+    with (tmp_path / "stderr.txt").open("w+") as errlog:
+        asyncio.run(scenario(errlog))
+        errlog.seek(0)
+        assert f"; no index in {missing}: run" in errlog.read()
+    assert not missing.exists()  # nothing made where the agent happened to start it
+
+
+def test_a_running_sciknow_serve_is_recognised(api_url, assistant, serve_app):
+    """Without an explicit URL, `sciknow mcp` uses a server at the default address only when
+    it is a sciknow serve (its /health, or its demand for a token)."""
+    from fastapi import FastAPI
+
+    from sciknow.serve.web.api import create_app
+    from sciknow.ui.mcp_server import serve_answers_at
+
+    other = FastAPI()
+
+    @other.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    assert serve_answers_at(api_url)
+    assert serve_answers_at(serve_app(create_app(assistant, token="t")))
+    assert not serve_answers_at(serve_app(other))
+    assert not serve_answers_at(f"http://127.0.0.1:{free_port()}")

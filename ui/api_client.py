@@ -1,11 +1,13 @@
 """An async client of `sciknow serve`'s HTTP API for front ends that run elsewhere.
 
 The Discord bot and the MCP server talk to the engine only through this: `/ask` as
-server-sent events, `/feedback`, `/health`, `/patch` when the server offers it, and any
-JSON endpoint through `get`/`post`. Every failure (server down, slow, refusing the token,
-busy, a malformed stream) becomes one `ApiError` whose message says what to do and is
-short enough for a log line; `status` keeps the HTTP status (None when none came back).
-Callers decide what a user sees.
+server-sent events, `/feedback`, `/health`, and any JSON endpoint through `get`/`post`.
+The MCP server without a `sciknow serve` runs the same API app in its own process and
+reaches it through an in-memory `transport` instead of a socket.
+
+Every failure (server down, slow, refusing the token, busy, a malformed stream) becomes
+one `ApiError` whose message says what to do and is short enough for a log line; `status`
+keeps the HTTP status (None when none came back). Callers decide what a user sees.
 """
 
 from __future__ import annotations
@@ -93,7 +95,13 @@ def _detail(response: httpx.Response) -> str:
 class ApiClient:
     """One keep-alive connection pool to `base_url`; `token` is sent as a bearer token."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 180.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 180.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
@@ -102,6 +110,7 @@ class ApiClient:
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
         )
 
     async def aclose(self) -> None:
@@ -164,10 +173,3 @@ class ApiClient:
         """Store a vote (`POST /feedback`); returns the row id."""
         record = {**record, "flags": record.get("flags", [])[:MAX_FLAGS]}
         return int((await self._request("POST", "/feedback", json=record)).json()["id"])
-
-    async def draft_patch(self, exchange: dict[str, Any]) -> dict[str, Any] | None:
-        """A documentation patch drafted from a conversation (`POST /patch` with the
-        question, answer and history), or None when this server offers no `/patch`."""
-        if "/patch" not in await self.paths():
-            return None
-        return (await self._request("POST", "/patch", json=exchange)).json()

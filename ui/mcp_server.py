@@ -1,15 +1,25 @@
 """`sciknow mcp`: a Model Context Protocol server so coding agents can use the index.
 
-    sciknow mcp [--transport stdio|http] [--host H] [--port P] [--api-url URL] [--token T]
+    sciknow [--data-dir DIR] mcp [--transport stdio|http] [--host H] [--port P]
+                                 [--api-url URL] [--token T]
 
-A thin client of `sciknow serve`'s HTTP API (`[mcp] api_url`): it loads no model and no
-index, so an agent's tools answer from the same engine as the chat and the bot. The tools
-(search, lookup, ask, verify, examples) map onto `/search`, `/lookup`, `/ask`, `/verify` and
-`/examples`; the resource template `sciknow://doc/{doc_id}` onto `/documents/{doc_id}`.
-`SCIKNOW_API_TOKEN`, when set, is sent to the API as a bearer token.
+The tools (search, lookup, ask, verify, examples) map onto `sciknow serve`'s `/search`,
+`/lookup`, `/ask`, `/verify` and `/examples`; the resource template `sciknow://doc/{doc_id}`
+onto `/documents/{doc_id}`. Which API answers them is chosen once, at start, and said on
+stderr:
+- `--api-url` or `[mcp] api_url` set: that `sciknow serve`, always (a team server; the
+  tools say so when it is down). `SCIKNOW_API_TOKEN`, when set, is sent as a bearer token.
+- neither set, and a `sciknow serve` answers at its default address: that one, so no
+  second model or index loads beside it.
+- neither set and nothing there (an agent's configuration starting `sciknow mcp` on a
+  laptop): the same API app built in this process over the configured data directory, on
+  the first tool call, reached through an in-memory transport. The extractive default
+  loads no model; only the embedder and the index load.
 
 Failures an agent can act on (bad arguments, an unknown document, the API down or refusing
-the token) come back as tool errors with a sentence saying what to do, never as a crash.
+the token, no index yet) come back as tool errors with one line saying what to do, never as
+a crash; a refused argument is named (`Error executing tool search: invalid argument k:
+input should be greater than or equal to 1 (got 0)`), not dumped as pydantic's report.
 The HTTP transport (streamable HTTP at `/mcp`) follows `sciknow serve`'s rule: it binds
 127.0.0.1 by default, and any other address needs a token (`--token` or
 `SCIKNOW_API_TOKEN`) unless `--no-auth` says the network is trusted.
@@ -18,12 +28,14 @@ The HTTP transport (streamable HTTP at `/mcp`) follows `sciknow serve`'s rule: i
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-from collections.abc import Awaitable
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, ValidationError
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from sciknow.config import Config, ConfigError
@@ -31,6 +43,8 @@ from sciknow.records import KINDS
 from sciknow.ui.api_client import TOKEN_ENV, ApiClient, ApiError
 
 RESOURCE_PREFIX = "sciknow://doc/"
+DEFAULT_API_URL = "http://127.0.0.1:8080"  # where `sciknow serve` listens unless told
+IN_PROCESS_URL = "http://in-process"  # the base URL of the app built in this process
 INSTRUCTIONS = """\
 sciknow answers from an index of {library}'s documentation, man pages, tutorials and source.
 Use `lookup` for the reference of an exact name (function, type, option, example path),
@@ -60,30 +74,53 @@ def doc_id_of(chunk_id: str) -> str:
 
 
 class SciknowAPI:
-    """`ApiClient` (ui/api_client.py) with its errors turned into tool errors for agents."""
+    """`ApiClient` (ui/api_client.py) with its errors turned into tool errors for agents.
 
-    def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        self.url, self.token, self.timeout = url, token, timeout
+    It calls `sciknow serve` at `url`, or, given `build_app`, the API app that function
+    builds in this process (on the first call, in a worker thread: the index and the
+    embedder take seconds to load; a failure such as a missing index is retried next call).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        timeout: float,
+        build_app: Callable[[], Any] | None = None,
+    ) -> None:
+        self.url, self.token, self.timeout, self.build_app = url, token, timeout, build_app
         self._client: ApiClient | None = None
+        self._connecting = asyncio.Lock()
 
-    @property
-    def client(self) -> ApiClient:
-        if self._client is None:  # made in the server's event loop, kept for keep-alive
-            self._client = ApiClient(self.url, self.token, self.timeout)
+    async def client(self) -> ApiClient:
+        """The client, made once in the server's event loop and kept for keep-alive."""
+        async with self._connecting:
+            if self._client is None:
+                self._client = await self._connect()
         return self._client
 
+    async def _connect(self) -> ApiClient:
+        if self.build_app is None:
+            return ApiClient(self.url, self.token, self.timeout)
+        import httpx
+
+        try:
+            app = await asyncio.to_thread(self.build_app)
+        except (ConfigError, RuntimeError) as err:
+            raise ApiError(str(err)) from None
+        return ApiClient(IN_PROCESS_URL, None, self.timeout, httpx.ASGITransport(app=app))
+
     async def get(self, path: str, **params: Any) -> Any:
-        return await self._tool_call(self.client.get(path, **params))
+        return await self._tool_call(lambda client: client.get(path, **params))
 
     async def post(self, path: str, body: dict[str, Any]) -> Any:
-        return await self._tool_call(self.client.post(path, body))
+        return await self._tool_call(lambda client: client.post(path, body))
 
-    @staticmethod
-    async def _tool_call(pending: Awaitable[Any]) -> Any:
+    async def _tool_call(self, call: Callable[[ApiClient], Awaitable[Any]]) -> Any:
         from mcp.server.mcpserver.exceptions import ToolError
 
         try:
-            return await pending
+            return await call(await self.client())
         except ApiError as err:
             raise ToolError(str(err)) from None
 
@@ -92,13 +129,47 @@ def _with_resource(item: dict[str, Any], doc_id: str) -> dict[str, Any]:
     return {**item, "resource": resource_uri(doc_id)}
 
 
+def argument_error(tool: str, error: ValidationError) -> str:
+    """The arguments a tool refused, as one line that names each: what an agent needs to
+    correct its call (pydantic's own report spans lines and links its documentation)."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+        message = item["msg"][:1].lower() + item["msg"][1:]
+        got = "" if item["type"] == "missing" else f" (got {_short(item.get('input'))})"
+        problems.append(f"invalid argument {where}: {message}{got}")
+    return f"Error executing tool {tool}: " + "; ".join(problems)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _server_class() -> type:
+    """`MCPServer` whose refused arguments are reported by `argument_error`."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    class Server(MCPServer):
+        async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+            try:
+                return await super().call_tool(name, arguments, context)
+            except ToolError as err:
+                if isinstance(err.__cause__, ValidationError):
+                    raise ToolError(argument_error(name, err.__cause__)) from None
+                raise
+
+    return Server
+
+
 def build_server(api: SciknowAPI, library: str = "PETSc") -> Any:
     """The MCP server: five tools and the document resource template, all over `api`."""
-    from mcp.server.mcpserver import MCPServer, ResourceSecurity
+    from mcp.server.mcpserver import ResourceSecurity
     from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
     from mcp.types import ToolAnnotations
 
-    server = MCPServer(
+    server = _server_class()(
         "sciknow",
         title=f"sciknow ({library} knowledge)",
         instructions=INSTRUCTIONS.format(library=library),
@@ -267,7 +338,8 @@ program.""",
     )
     async def document(doc_id: str) -> str:
         try:
-            found = await api.client.get(f"/documents/{quote(doc_id, safe='')}")
+            client = await api.client()
+            found = await client.get(f"/documents/{quote(doc_id, safe='')}")
         except ApiError as err:
             if err.status == 404:
                 raise ResourceNotFoundError(f"no document with id {doc_id!r}") from None
@@ -301,14 +373,68 @@ def http_token(args: argparse.Namespace) -> str | None:
     return token
 
 
+def serve_answers_at(url: str) -> bool:
+    """Whether a `sciknow serve` answers at `url`: its `/health`, or its refusal of a call
+    without the token (it then wants `SCIKNOW_API_TOKEN`, as any client of it)."""
+    import httpx
+
+    try:
+        reply = httpx.get(f"{url}/health", timeout=2.0)
+        if reply.status_code == 401:
+            return "bearer" in reply.headers.get("www-authenticate", "").lower()
+        return "chunks" in reply.json()
+    except (httpx.HTTPError, ValueError, TypeError):
+        return False
+
+
+def build_app(config: Config) -> Any:
+    """`sciknow serve`'s API app (without the chat) over the configured index, as the
+    server builds it; no model loads until a generated answer needs one."""
+    from sciknow.serve.factory import build_assistant
+    from sciknow.serve.web.api import create_app
+
+    if not (config.data_path / "index.sqlite").is_file():  # the store would create one
+        raise RuntimeError(no_index(config))
+    return create_app(build_assistant(config, allow_empty=True))
+
+
+def no_index(config: Config) -> str:
+    return (
+        f"no index in {config.data_path}: run `sciknow --data-dir {config.data_path} ingest`, "
+        "or start `sciknow mcp` with the --data-dir of an existing index"
+    )
+
+
+def make_api(args: argparse.Namespace, config: Config) -> tuple[SciknowAPI, str]:
+    """The API the tools call and a line saying which (see the module docstring)."""
+    token = os.environ.get(TOKEN_ENV)
+    url = args.api_url or config.mcp.api_url
+    if url:
+        return SciknowAPI(url, token, config.mcp.timeout_s), f"a client of sciknow serve at {url}"
+    if serve_answers_at(DEFAULT_API_URL):
+        api = SciknowAPI(DEFAULT_API_URL, token, config.mcp.timeout_s)
+        return api, f"a client of the sciknow serve that answers at {DEFAULT_API_URL}"
+    from sciknow.serve.answer import resolve_mode
+
+    mode = resolve_mode(config.answer.mode, config.models.size, config.models.backend)
+    answers = (
+        "extractive answers, no model loads"
+        if mode == "extractive"
+        else f"generated answers: the {config.models.backend} model loads with the first ask"
+    )
+    where = f"the engine in this process over {config.data_path} ({answers})"
+    if not (config.data_path / "index.sqlite").is_file():
+        where += f"; {no_index(config)}"
+    api = SciknowAPI(IN_PROCESS_URL, None, config.mcp.timeout_s, lambda: build_app(config))
+    return api, f"{where}; no sciknow serve answers at {DEFAULT_API_URL}"
+
+
 def run_mcp(args: argparse.Namespace, config: Config) -> int:
     """Serve the tools over stdio (for an agent that starts us) or streamable HTTP."""
     token = http_token(args) if args.transport == "http" else None
-    api_url = args.api_url or config.mcp.api_url
-    server = build_server(
-        SciknowAPI(api_url, os.environ.get(TOKEN_ENV), config.mcp.timeout_s),
-        config.profile.display_name,
-    )
+    api, mode = make_api(args, config)
+    print(f"sciknow mcp ({args.transport}): {mode}", file=sys.stderr, flush=True)
+    server = build_server(api, config.profile.display_name)
     from sciknow.ui.check_code import add_code_tools  # compile, and run with --allow-run
 
     add_code_tools(server, config, args.allow_run)
@@ -329,12 +455,18 @@ def run_mcp(args: argparse.Namespace, config: Config) -> int:
 def add_mcp_parser(verbs: Any) -> None:
     """Register the `mcp` verb on the `sciknow` sub-parsers."""
     parser = verbs.add_parser(
-        "mcp", help="Model Context Protocol server for coding agents (needs `sciknow serve`)"
+        "mcp",
+        help="Model Context Protocol server for coding agents (a client of `sciknow serve`, "
+        "or the engine in its own process when none is configured or running)",
     )
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP transport address")
     parser.add_argument("--port", type=int, default=8081, help="HTTP transport port")
-    parser.add_argument("--api-url", help="sciknow serve's URL (default: [mcp] api_url)")
+    parser.add_argument(
+        "--api-url",
+        help="always a client of the sciknow serve at this URL (default: [mcp] api_url; unset: "
+        f"the one at {DEFAULT_API_URL} if it answers, else the engine in this process)",
+    )
     parser.add_argument(
         "--token", help=f"HTTP transport: clients must send it as a bearer token ({TOKEN_ENV})"
     )
