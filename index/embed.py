@@ -21,16 +21,22 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
+import sys
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from sciknow.config import ModelsConfig
-from sciknow.index.export import MODEL_FILES, exported
+from sciknow.index.export import MODEL_FILES, export_folder, exported, model_cache
+
+log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
@@ -169,7 +175,8 @@ class RuntimeEmbedder:
     def export(self) -> Path:
         """The export folder in the model cache, made on first use."""
         if self._export is None:
-            self._export = exported(self.folder, self.kind)
+            with _quiet_first_export(self.folder, self.kind):
+                self._export = exported(self.folder, self.kind)
         return self._export
 
     @property
@@ -268,6 +275,37 @@ class RuntimeEmbedder:
                 return request.infer(feeds)[0].copy()
 
         return run
+
+
+@contextmanager
+def _quiet_first_export(folder: Path, kind: str) -> Iterator[None]:
+    """Make the one-time export quietly, saying once what takes the time.
+
+    Tracing the model with torch prints TracerWarnings, a UserWarning and transformers'
+    "Loading weights" bar: noise about the exporter's internals on a user's first ingest,
+    none of it actionable. With -v (sciknow's logger at INFO) all of it shows.
+    """
+    if (export_folder(folder) / MODEL_FILES[kind]).exists() or log.isEnabledFor(logging.INFO):
+        yield
+        return
+    print(
+        f"sciknow: preparing the embedding model for {kind}, once (kept in {model_cache()})",
+        file=sys.stderr,
+        flush=True,
+    )
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 class OpenAIEmbedder:

@@ -1,7 +1,10 @@
 """The query path starts fast: `sciknow --help`, `search`, `stats` and `verify` never import
 torch, transformers, sentence-transformers or a front end's framework when the embedder
 runtime does not need them (README, "Speed"). Each runs as the installed console script in
-a fresh process; Python's own import log (PYTHONPROFILEIMPORTTIME) says what it loaded."""
+a fresh process; Python's own import log (PYTHONPROFILEIMPORTTIME) says what it loaded.
+
+And the first run is quiet: the first ingest on a machine, with an empty model cache,
+prints sciknow's own lines only, not the warnings and bars of the one-time export."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_docs
 
 SCRIPT = Path(sys.executable).with_name("sciknow")
 # Heavy or front-end-only packages; LangChain's splitter is for ingest only.
@@ -73,3 +77,25 @@ def test_torch_runtime_still_loads_torch():
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.stdout.strip() == "True", done.stderr[-2000:]
+
+
+def test_first_ingest_with_an_empty_model_cache_prints_no_python_warning(tmp_path):
+    """The export traces the model with torch (TracerWarnings, a UserWarning, transformers'
+    "Loading weights" bar): none of that reaches a user who did not ask for -v."""
+    env = {**os.environ, "SCIKNOW_MODEL_CACHE": str(tmp_path / "cache")}
+    env.pop("PYTHONWARNINGS", None)
+    command = [str(SCRIPT), "--data-dir", str(tmp_path / "data"), "ingest"]
+    done = subprocess.run(
+        [*command, str(write_docs(tmp_path / "docs"))],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "documents" in done.stdout  # the summary
+    assert "preparing the embedding model for openvino, once" in done.stderr
+    for noise in ("Warning", "warnings.warn", "Loading weights", "Traceback"):
+        assert noise not in done.stderr, done.stderr[-3000:]
+    assert (tmp_path / "cache").is_dir()  # the export was made, quietly
