@@ -35,7 +35,7 @@ import numpy as np
 from sciknow.config import Config, load_config
 from sciknow.eval.metrics import percentile
 from sciknow.index.embed import Embedder
-from sciknow.index.factory import load_embedder, open_store
+from sciknow.index.factory import embed_policy, load_embedder, open_store
 from sciknow.rerank.hybrid import HybridRetriever
 
 SEARCH_QUESTION = "How do I set the tolerances of a KSP solver?"
@@ -151,8 +151,7 @@ def raw_throughput(
 def chunk_sample(data_dir: Path, size: int = 512) -> list[str]:
     """A uniform sample of the embedded chunk texts (their lengths as in the corpus)."""
     store = open_store(config_for(data_dir, "torch"))
-    skip = store.unembedded_kinds().split(",")
-    texts = sorted(store.texts_by_hash([k for k in skip if k]).values())
+    texts = sorted(store.texts_by_hash(embed_policy(load_config())).values())
     return random.Random(0).sample(texts, min(size, len(texts)))
 
 
@@ -163,7 +162,7 @@ def cosines(first: Path, other: Path, first_backend: str, other_backend: str) ->
         open_store(config_for(other, other_backend)),
     )
     name_a, name_b = a.meta_value("embedder"), b.meta_value("embedder")
-    hashes = sorted(set(a.texts_by_hash(a.unembedded_kinds().split(","))))
+    hashes = sorted(set(a.texts_by_hash(embed_policy(load_config()))))
     dimension = int(a.meta_value("dimension") or 0)
     va = a.cache.get(hashes, name_a, dimension)
     vb = b.cache.get(hashes, name_b, dimension)

@@ -276,7 +276,8 @@ def build_index(
         spec = SourceConfig(name=DOCS_SOURCE, kind="docs", path=str(corpus), exclude=exclude)
         sources = make_sources(spec, config) + (repo_sources(repo, config) if repo else [])
         chunker, skip = make_chunker(config), config.ingest.skip_embedding_kinds
-    ingest(store, sources, embedder, chunker, skip_embedding_kinds=skip)
+    heads = {} if index == "baseline" else config.ingest.embed_head_chars
+    ingest(store, sources, embedder, chunker, skip_embedding_kinds=skip, embed_head_chars=heads)
     return store
 
 

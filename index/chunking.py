@@ -43,13 +43,16 @@ class Chunker:
     count_tokens: Callable[[str], int] = approx_tokens
     symbol_prefixes: tuple[str, ...] = ()
 
-    def chunk(self, doc: Document) -> list[Chunk]:
+    def chunk(self, doc: Document, exact: bool = True) -> list[Chunk]:
+        """`exact=False` budgets by an estimate (4 characters a token) instead of the
+        tokenizer: for chunks no embedder reads, where counting is most of the cost."""
+        count = self.count_tokens if exact else approx_tokens
         # Chunks start with the title (see `_make`): leave room for it in the budget.
-        room = self.count_tokens(doc.title) + 1
+        room = count(doc.title) + 1
         if doc.kind == "mail" and doc.meta.get("messages"):
-            pieces = self._by_message(doc, room)
+            pieces = self._by_message(doc, room, count)
         else:
-            pieces = self._split(doc.text, doc.kind, room=room)
+            pieces = self._split(doc.text, doc.kind, count, room=room)
         return [self._make(doc, i, *piece) for i, piece in enumerate(pieces)]
 
     def _budget(self, kind: str, room: int) -> int:
@@ -57,11 +60,11 @@ class Chunker:
         return max(budget - room, self.overlap + 1)
 
     def _split(
-        self, text: str, kind: str, base: int = 0, room: int = 0
+        self, text: str, kind: str, count: Callable[[str], int], base: int = 0, room: int = 0
     ) -> list[tuple[str, int, int]]:
         """Pieces of `text` as (text, start, end), offsets in the document (`base` + index)."""
         budget = self._budget(kind, room)
-        if self.count_tokens(text) <= budget:
+        if count(text) <= budget:
             return [(text, base, base + len(text))]
         # LangChain loads in about a second; the query path imports this module, not it.
         from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -69,7 +72,7 @@ class Chunker:
         splitter = RecursiveCharacterTextSplitter(
             chunk_size=budget,
             chunk_overlap=self.overlap,
-            length_function=self.count_tokens,
+            length_function=count,
             separators=CODE_SEPARATORS if kind in ("code", "example") else PROSE_SEPARATORS,
             keep_separator="end",
         )
@@ -82,16 +85,18 @@ class Chunker:
                 pieces.append((piece, base + start, base + cursor))
         return pieces
 
-    def _by_message(self, doc: Document, room: int) -> list[tuple[str, int, int]]:
+    def _by_message(
+        self, doc: Document, room: int, count: Callable[[str], int]
+    ) -> list[tuple[str, int, int]]:
         messages = doc.meta["messages"]
         first = messages[0]
         question = doc.text[first["start"] : first["end"]]
-        pieces = self._split(question, "mail", first["start"], room)
+        pieces = self._split(question, "mail", count, first["start"], room)
         context = question[:QUESTION_CONTEXT_CHARS]
-        room += self.count_tokens(context) + 2
+        room += count(context) + 2
         for message in messages[1:]:
             body = doc.text[message["start"] : message["end"]]
-            for text, start, end in self._split(body, "mail", message["start"], room):
+            for text, start, end in self._split(body, "mail", count, message["start"], room):
                 pieces.append((f"{context}\n…\n{text}", start, end))
         return pieces
 

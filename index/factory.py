@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from sciknow.config import Config
 from sciknow.index.embed import Embedder, local_model_folder, make_embedder
+from sciknow.index.embed_policy import EmbedPolicy
 from sciknow.index.store import Store
 
 if TYPE_CHECKING:
@@ -55,3 +56,9 @@ def make_chunker(config: Config) -> Chunker:
         count_tokens=hf_token_counter(str(file)) if file else approx_tokens,
         symbol_prefixes=tuple(config.profile.symbol_prefixes),
     )
+
+
+def embed_policy(config: Config) -> EmbedPolicy:
+    """Which chunks the configured ingest embeds, and of what text."""
+    ingest = config.ingest
+    return EmbedPolicy.of(ingest.skip_embedding_kinds, ingest.embed_head_chars)

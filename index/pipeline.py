@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from sciknow.index.chunking import Chunker
 from sciknow.index.embed import Embedder
+from sciknow.index.embed_policy import EmbedPolicy
 from sciknow.index.store import Store
 from sciknow.ingest.base import Skip, Source, State
 from sciknow.records import Chunk, Document
@@ -126,7 +127,7 @@ def _collect(
     chunker: Chunker,
     report: IngestReport,
     handoff: _Handoff,
-    skip_kinds: Collection[str],
+    policy: EmbedPolicy,
 ) -> SourceBatch:
     old = State.from_dict(store.get_state(source.name))
     old_origins = old.origins if old else {}
@@ -135,9 +136,7 @@ def _collect(
     for doc in source.iter_documents(old):
         chunks = None
         if stored.get(doc.id) != doc.content_hash:  # new or changed: chunk and embed now
-            chunks = chunker.chunk(doc)
-            if doc.kind not in skip_kinds:
-                handoff.put({c.content_hash: c.text for c in chunks})
+            chunks = _chunk(chunker, doc, policy, handoff)
         by_origin[doc.origin].append((doc, chunks))
         handoff.documents += 1
     new = source.state()
@@ -160,13 +159,23 @@ def _collect(
                 report.unchanged_documents += 1
                 continue
             if chunks is None:  # stored elsewhere with this hash: rare, chunked only now
-                chunks = chunker.chunk(doc)
-                if doc.kind not in skip_kinds:
-                    handoff.put({c.content_hash: c.text for c in chunks})
+                chunks = _chunk(chunker, doc, policy, handoff)
             docs.append((doc, chunks))
             report.by_kind[doc.kind] += 1
     # Documents of a changed origin that were not yielded again are gone.
     return SourceBatch(source.name, new, removed, set(known), docs)
+
+
+def _chunk(chunker: Chunker, doc: Document, policy: EmbedPolicy, handoff: _Handoff) -> list[Chunk]:
+    """Chunk a document and hand what the policy embeds of it to the embedding loop.
+    Chunks not embedded whole are cut by an estimated token count: exact counts only
+    matter for what the embedder reads, and counting cost most of a source tree's ingest
+    (174 of 248 s reading PETSc's src/ and include/)."""
+    chunks = chunker.chunk(doc, exact=policy.whole(doc.kind))
+    texts = policy.texts(doc.kind, chunks)
+    if texts:
+        handoff.put(texts)
+    return chunks
 
 
 def _read(
@@ -175,7 +184,7 @@ def _read(
     chunker: Chunker,
     report: IngestReport,
     handoff: _Handoff,
-    skip_kinds: Collection[str],
+    policy: EmbedPolicy,
     rebuild_vectors: bool,
 ) -> list[SourceBatch]:
     """The reading side: stored texts to re-embed (when the vectors are rebuilt), then each
@@ -183,9 +192,9 @@ def _read(
     batches = []
     try:
         if rebuild_vectors:
-            handoff.put(store.texts_by_hash(skip_kinds))
+            handoff.put(store.texts_by_hash(policy))
         for source in sources:
-            batches.append(_collect(source, store, chunker, report, handoff, skip_kinds))
+            batches.append(_collect(source, store, chunker, report, handoff, policy))
     except _Stopped:
         pass  # the embedding loop ended first and reports why
     except Exception as err:  # handed to the calling thread, which re-raises it
@@ -269,12 +278,14 @@ def ingest(
     before_commit: Callable[[], None] | None = None,
     skip_embedding_kinds: Collection[str] = (),
     overlap: bool = True,
+    embed_head_chars: Mapping[str, int] | None = None,
 ) -> IngestReport:
     """Bring the index up to date with `sources` in one atomic commit.
 
-    Chunks of `skip_embedding_kinds` are searchable by terms and symbols only. Every
-    stored chunk is embedded again when that set changed or the index was built by
-    another embedder or runtime (`Store.embedder_differs`): a tuned model
+    Chunks of `skip_embedding_kinds` are searchable by terms and symbols only; of the
+    kinds in `embed_head_chars` only the head of a document's first chunk is embedded
+    (`embed_policy.py`). Every stored chunk is embedded again when that policy changed or
+    the index was built by another embedder or runtime (`Store.embedder_differs`): a tuned model
     (`sciknow tune`) re-embeds the chunks as they were cut, nothing is re-read.
     `overlap=False` reads everything before embedding (the sequential reference).
     `before_commit` is a test hook (see `Store.writer`).
@@ -283,14 +294,13 @@ def ingest(
     report = IngestReport()
     if store.embedder_differs(embedder.name):
         report.reembedded_from = store.meta_value("embedder") or ""
-    rebuild = bool(report.reembedded_from) or store.unembedded_kinds_differ(skip_embedding_kinds)
+    policy = EmbedPolicy.of(skip_embedding_kinds, embed_head_chars)
+    rebuild = bool(report.reembedded_from) or store.embed_policy_differs(policy)
     handoff = _Handoff(bounded=overlap)
     batches: list[SourceBatch] = []
 
     def read() -> None:
-        batches.extend(
-            _read(store, sources, chunker, report, handoff, skip_embedding_kinds, rebuild)
-        )
+        batches.extend(_read(store, sources, chunker, report, handoff, policy, rebuild))
 
     reader = threading.Thread(target=read, name="sciknow-read", daemon=True)
     with tqdm(total=0, desc="ingest", unit="chunk", disable=None) as bar:
@@ -309,7 +319,7 @@ def ingest(
     known_dimension = store.meta_value("dimension")
     reuse = known_dimension and not report.reembedded_from  # no need to load the model
     dimension = int(known_dimension) if reuse else embedder.dimension
-    with store.writer(embedder.name, dimension, before_commit, skip_embedding_kinds) as writer:
+    with store.writer(embedder.name, dimension, before_commit, policy) as writer:
         for batch in batches:
             report.deleted_documents += writer.delete_origins(batch.source, batch.removed_origins)
             report.deleted_documents += writer.delete_ids(batch.stale_ids)

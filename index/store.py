@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from sciknow.index.chunking import defined_symbol
+from sciknow.index.embed_policy import EmbedPolicy
 from sciknow.index.terms import terms
 from sciknow.records import Chunk, Document, Evidence
 
@@ -243,11 +244,6 @@ def _fsync_dir(path: Path) -> None:
 def same_model(first: str, second: str) -> bool:
     """Whether two embedder names differ at most in their runtime (`st:model+onnx-int8`)."""
     return first.partition("+")[0] == second.partition("+")[0]
-
-
-def _kinds_key(kinds: Collection[str]) -> str:
-    """A set of kinds as stored in the meta table: sorted, comma-joined."""
-    return ",".join(sorted(set(kinds)))
 
 
 class EmbeddingCache:
@@ -514,6 +510,7 @@ class Store:
             "generation": self.generation(),
             "embedder": self.meta_value("embedder"),
             "unembedded_kinds": self.unembedded_kinds() or "none",
+            "vectors": self._vector_count(),
             "documents": sum(docs_by_source.values()),
             "chunks": sum(by_kind.values()),
             "chunks_by_kind": by_kind,
@@ -521,21 +518,28 @@ class Store:
             "symbols": self.conn.execute("SELECT COUNT(DISTINCT lower) FROM symbols").fetchone()[0],
         }
 
+    def _vector_count(self) -> int:
+        self._ensure_loaded()
+        return int(self._faiss.ntotal) if self._faiss is not None else 0
+
     def unembedded_kinds(self) -> str:
-        """The kinds the current generation left without vectors, comma-joined ("" = none)."""
+        """The embedding policy of the current generation (`EmbedPolicy.key()`; "" = all)."""
         return self.meta_value("unembedded_kinds") or ""
 
-    def unembedded_kinds_differ(self, kinds: Collection[str]) -> bool:
-        """Whether `kinds` is not the set the current generation left without vectors."""
-        return _kinds_key(kinds) != self.unembedded_kinds()
+    def embed_policy_differs(self, policy: EmbedPolicy) -> bool:
+        """Whether `policy` is not the one the current generation was embedded with."""
+        return policy.key() != self.unembedded_kinds()
 
-    def texts_by_hash(self, skip_kinds: Collection[str] = ()) -> dict[str, str]:
-        """Every stored chunk's text by content hash, except chunks of `skip_kinds`."""
+    def texts_by_hash(self, policy: EmbedPolicy) -> dict[str, str]:
+        """What `policy` embeds of every stored chunk, by cache key."""
         rows = self.conn.execute(
-            "SELECT c.content_hash, c.text, d.kind FROM chunks c "
+            "SELECT c.id, c.content_hash, c.text, d.kind FROM chunks c "
             "JOIN documents d ON d.id = c.doc_id"
         )
-        return {chash: text for chash, text, kind in rows if kind not in skip_kinds}
+        out: dict[str, str] = {}
+        for chunk_id, chash, text, kind in rows:
+            out.update(policy.texts(kind, [Chunk(chunk_id, "", text, content_hash=chash)]))
+        return out
 
     def document_hashes(self, source: str, origins: Iterable[str]) -> dict[str, str]:
         sql = "SELECT id, content_hash FROM documents WHERE source = ? AND origin IN"
@@ -555,19 +559,21 @@ class Store:
         embedder_name: str,
         dimension: int,
         before_commit: Callable[[], None] | None = None,
-        unembedded_kinds: Collection[str] = (),
+        policy: EmbedPolicy | None = None,
     ) -> Iterator[Writer]:
         """One atomic write: everything inside commits together, or not at all.
 
-        Chunks of `unembedded_kinds` get no vector; changing that set rebuilds the
-        generation even when no document changed. `before_commit` runs after the new
+        `policy` says which chunks get a vector of what text (`embed_policy.py`; default:
+        every chunk, whole); changing it rebuilds the generation even when no document
+        changed. `before_commit` runs after the new
         generation's files are written and before SQLite commits (tests use it to
         crash at the worst moment).
         """
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._remove_stray_generations()
-            policy_changed = self.unembedded_kinds_differ(unembedded_kinds) or (
+            policy = policy or EmbedPolicy()
+            policy_changed = self.embed_policy_differs(policy) or (
                 self.embedder_differs(embedder_name)
             )
             self._record_embedder(embedder_name, dimension)
@@ -575,10 +581,9 @@ class Store:
             yield writer
             if writer.changed or policy_changed or self.generation() == 0:
                 generation = self.generation() + 1
-                self._build_generation(generation, embedder_name, dimension, unembedded_kinds)
+                self._build_generation(generation, embedder_name, dimension, policy)
                 self.conn.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('unembedded_kinds', ?)",
-                    (_kinds_key(unembedded_kinds),),
+                    "INSERT OR REPLACE INTO meta VALUES ('unembedded_kinds', ?)", (policy.key(),)
                 )
                 self.conn.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),)
@@ -620,23 +625,24 @@ class Store:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('dimension', ?)", (str(dimension),))
 
     def _build_generation(
-        self, generation: int, embedder_name: str, dimension: int, unembedded: Collection[str]
+        self, generation: int, embedder_name: str, dimension: int, policy: EmbedPolicy
     ) -> None:
         """Write FAISS and BM25 files for the rows as they stand in this transaction."""
         import bm25s
         import faiss
 
         rows = self.conn.execute(
-            "SELECT c.rowid, c.content_hash, c.terms, d.kind FROM chunks c "
+            "SELECT c.rowid, c.id, c.content_hash, c.text, c.terms, d.kind FROM chunks c "
             "JOIN documents d ON d.id = c.doc_id ORDER BY c.rowid"
         )
         rowids, corpus, embedded, hashes = [], [], [], []
-        for rowid, chash, chunk_terms, kind in rows:
+        for rowid, chunk_id, chash, text, chunk_terms, kind in rows:
             rowids.append(rowid)
             corpus.append(chunk_terms.split())
-            if kind not in unembedded:
+            keys = policy.texts(kind, [Chunk(chunk_id, "", text, content_hash=chash)])
+            if keys:
                 embedded.append(rowid)
-                hashes.append(chash)
+                hashes.extend(keys)
         ids = np.array(rowids, dtype=np.int64)
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         if embedded:

@@ -114,9 +114,16 @@ class IngestConfig:
     # bodies are 72% of a whole PETSc tree's chunks and of its embedding work, and
     # dense retrieval did not need them (README, "Retrieval quality").
     skip_embedding_kinds: list[str] = field(default_factory=lambda: ["code"])
+    # Kinds of which only the head of a document's first chunk is embedded, in characters:
+    # a man page's name, summary and synopsis; a tutorial's help string and header
+    # (index/embed_policy.py; README, "Speed").
+    embed_head_chars: dict[str, int] = field(
+        default_factory=lambda: {"manpage": 600, "example": 600}
+    )
 
     def __post_init__(self) -> None:
         _check_kinds(self.skip_embedding_kinds, "ingest.skip_embedding_kinds")
+        _check_kinds(self.embed_head_chars, "ingest.embed_head_chars")
 
 
 @dataclass

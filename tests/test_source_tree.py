@@ -120,7 +120,15 @@ def tree_index(tmp_path, embedder):
 
     def run():
         sources = [s for spec in config.sources for s in make_sources(spec, config)]
-        return ingest(store, sources, embedder, make_chunker(config))
+        heads, skip = config.ingest.embed_head_chars, config.ingest.skip_embedding_kinds
+        return ingest(
+            store,
+            sources,
+            embedder,
+            make_chunker(config),
+            skip_embedding_kinds=skip,
+            embed_head_chars=heads,
+        )
 
     return tree, store, run
 
@@ -162,6 +170,19 @@ def test_man_pages_tutorials_and_links(tree_index):
     reasons = {skip.where: skip.reason for skip in report.skipped}
     assert reasons["src/gadget/interface/blob.c"].startswith("binary file")
     assert reasons["src/gadget/interface/latin1.c"].startswith("not valid UTF-8")
+
+
+def test_man_pages_and_tutorials_embed_their_heads_only(tree_index, embedder):
+    _, store, run = tree_index
+    run()
+    stats = store.stats()
+    # Two man pages and the tutorial's first chunk; function bodies and the rest of the
+    # tutorial are found by terms and symbols.
+    assert stats["vectors"] == 3
+    assert stats["unembedded_kinds"] == "code;example:600,manpage:600"
+    text = store.conn.execute("SELECT text FROM chunks WHERE id LIKE '%#GadgetSpin::0'").fetchone()
+    [hit] = store.search_dense(embedder.embed([text[0][:600]])[0], 1)
+    assert hit[1] > 0.999
 
 
 def test_an_edit_re_ingests_only_that_file_and_a_deletion_leaves(tree_index):

@@ -47,6 +47,7 @@ def _ingest(args: argparse.Namespace, config: Config) -> int:
         load_embedder(config),
         make_chunker(config),
         skip_embedding_kinds=config.ingest.skip_embedding_kinds,
+        embed_head_chars=config.ingest.embed_head_chars,
     )
     print(report.summary())
     if args.verbose or len(report.skipped) <= 20:
