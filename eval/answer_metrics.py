@@ -12,9 +12,11 @@
   blocks whole) whose best cosine to a sentence or block of the reference is at least
   `UNIT_MATCH`, embedded with the project's embedder: how much of the answer says what
   the reference says, rather than something beside it. Markers, MyST directive fences
-  and roles are dropped first. The units are cut here, not by the product's
-  `serve/segment.py`, so that the measurement does not move when the answer's own
-  segmentation changes. An abstention claims nothing: no unit precision.
+  and roles are dropped first, and a one-word unit is no sentence (the FAQ's bare "No",
+  "Yes." or `-l` broken off `og_view`): a reference with nothing longer gives none.
+  The units are cut here, not by the product's `serve/segment.py`, so that the
+  measurement does not move when the answer's own segmentation changes. An abstention
+  claims nothing: no unit precision.
 - Citation support: each `[n]` marker must point at a passage that was given and that
   shares a library name with the cited text, or a sentence: one of the cited text's
   sentences has at least `SHARED_TERMS` of its terms (`index.terms`, at least
@@ -98,11 +100,12 @@ def _prose_blocks(text: str) -> list[str]:
 
 
 def units(text: str) -> list[str]:
-    """The units unit precision weighs: each sentence of the prose blocks, each code block."""
+    """The units unit precision weighs: each sentence of the prose blocks, each code block;
+    one word is no sentence."""
     out: list[str] = []
     for block, code in blocks(text):
         pieces = [block] if code else _UNIT_SENTENCE_RE.split(block)
-        out += [p for p in pieces if _LETTER_RE.search(p)]
+        out += [p for p in pieces if _LETTER_RE.search(p) and len(p.split()) > 1]
     return out
 
 

@@ -268,6 +268,7 @@ def test_blocks_units_and_the_lead_hand_computed():
         "It also sets the limit.",
     ]
     assert len(units(ANSWER)) == 6 and units("[1] [2]\n\n---") == []
+    assert units("No\n\nYes. Run configure.\n\n-l\n\nog_view") == ["Run configure."]
     assert lead_hit(["KSPSetTolerances", "-ksp_rtol"], ANSWER) is True
     assert lead_hit(["-ksp_rtol"], ANSWER) is False  # named, but not first
     assert lead_hit(["KSPSetTolerancesXX"], ANSWER) is False  # whole tokens only
