@@ -48,6 +48,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -319,7 +320,7 @@ class NameChecker:
             if reason == "removed-name":
                 if described is None:
                     described = set(removals(text, self.prefixes))
-                if name in described or _as_history(text, start, end, quoted):
+                if name in described or _as_history(text, start, end, sorted(quoted)):
                     continue
             line = bisect.bisect_left(newlines, start) + 1
             issues.append(NameIssue(name, line, start, end, reason, suggestions))
@@ -430,7 +431,10 @@ class NameChecker:
 
 
 def _inside(span: Range, ranges: Sequence[Range]) -> bool:
-    return any(start <= span[0] and span[1] <= end for start, end in ranges)
+    """Whether `span` lies within one of `ranges` (sorted, none inside another: a bisection,
+    not a scan, since a long file holds thousands of names)."""
+    at = bisect.bisect_right(ranges, (span[0], math.inf)) - 1
+    return at >= 0 and span[1] <= ranges[at][1]
 
 
 def _as_history(text: str, start: int, end: int, quoted: Sequence[Range]) -> bool:
