@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS source_state (source TEXT PRIMARY KEY, state TEXT NOT
 """
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+NEARLY_FULL_BYTES = 1 << 20  # free space under which an I/O error is put down to a full disk
 
 CACHE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -133,9 +134,7 @@ def storage_error(err: BaseException, path: Path) -> StorageError | None:
         or getattr(err, "errno", None) == errno.ENOSPC
         or "no space left" in text
     ):
-        return StorageError(
-            f"the disk is full ({folder}): free space and rerun; the last index is intact"
-        )
+        return _full(folder)
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         return _damaged(path)
     if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR) or (
@@ -146,8 +145,24 @@ def storage_error(err: BaseException, path: Path) -> StorageError | None:
                 f"the data directory {folder} is read-only: make it writable, or point "
                 "--data-dir (SCIKNOW_DATA_DIR) at a writable copy"
             )
+        if _nearly_full(folder):  # SQLite says "disk I/O error" when WAL or shm cannot grow
+            return _full(folder)
         return StorageError(f"cannot use {path}: {err}")
     return None
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < NEARLY_FULL_BYTES
+
+
+def _full(folder: Path) -> StorageError:
+    return StorageError(
+        f"the disk is full ({folder}): free space and rerun; the last index is intact"
+    )
 
 
 def _damaged(path: Path) -> StorageError:
@@ -298,8 +313,11 @@ class Store:
         self._bm25_rowids = np.zeros(0, dtype=np.int64)
 
     def check(self) -> None:
-        """Read every page of the index once (`PRAGMA quick_check`): `sciknow serve` refuses
-        to start on a damaged file instead of failing on the first question that reads it."""
+        """What `sciknow serve` needs before it starts: a writable data directory (votes go
+        there) and an index whose every page reads (`PRAGMA quick_check`), so that it refuses
+        to start instead of failing on the first question that reads a damaged page."""
+        if not os.access(self.root, os.W_OK):
+            _reraise(PermissionError(errno.EACCES, "read-only"), self.root / "index.sqlite")
         problem = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         if problem != "ok":
             raise _damaged(self.root / "index.sqlite")
