@@ -284,7 +284,9 @@ def score(
     cosines = [] if units is None or row["abstained"] else units.best_cosines(text, question.answer)
     metrics: dict[str, Any] = {
         "symbol_recall": am.answer_recall(question.symbols, text),
-        "symbol_precision": am.answer_precision(question.symbols, used),
+        "symbol_precision": am.answer_precision(question.symbols, used)
+        if question.answer
+        else None,  # no reference (off-topic): nothing to be precise about
         "lead_hit": am.lead_hit(question.symbols, text),
         "unit_precision": am.unit_precision(cosines),
         "unit_cosines": [round(c, 3) for c in cosines],

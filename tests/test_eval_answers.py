@@ -274,6 +274,7 @@ def test_an_off_topic_set_reports_its_abstention_rate(setup, embedder, tmp_path)
     for row in run_["per_question"]:
         m = row["metrics"]
         assert m["symbol_recall"] is None and m["lead_hit"] is None
+        assert m["symbol_precision"] is None  # any name would otherwise count as wrong
         assert m["unit_precision"] is None and m["unit_cosines"] == []
     abstained = sum(row["abstained"] for row in run_["per_question"])
     assert run_["abstention"] == abstained / 2
