@@ -528,8 +528,10 @@ class MboxSource:
     their size or mtime changed and yields only threads whose text changed
     (`State.origins` maps thread ids to content hashes). `origin` is the root
     message's `msgid_hash` (HyperKitty's thread id). With `archive_url` (a
-    HyperKitty list URL ending in "/") messages link to `{archive_url}message/{hash}/`,
-    otherwise to the mbox file with the hash as fragment.
+    HyperKitty list URL ending in "/") messages link to `{archive_url}message/{hash}/`;
+    otherwise their `uri` is the mbox file's name with the hash as fragment, which is
+    no link and never the server's path. A file without a single message (not an mbox)
+    is logged as skipped.
     """
 
     def __init__(
@@ -556,10 +558,10 @@ class MboxSource:
             return sorted(p for p in self.path.iterdir() if p.name.endswith(MBOX_SUFFIXES))
         return [self.path]
 
-    def _url(self, file_uri: str, message: MailMessage) -> str:
+    def _url(self, file: Path, message: MailMessage) -> str:
         if self.archive_url:
             return f"{self.archive_url}message/{message.msgid}/"
-        return f"{file_uri}#{message.msgid}"
+        return f"{file.name}#{message.msgid}"
 
     def iter_documents(self, since: State | None) -> Iterator[Document]:
         files = [f for f in self._files() if f.is_file()]
@@ -591,25 +593,28 @@ class MboxSource:
         first: dict[str, float] = {}
         previous: datetime | None = None
         for index, box in enumerate(boxes):
+            found = False
             for key in box.iterkeys():
                 message = read_mbox_message(box, key, self._skips, str(files[index]), True)
                 if message is None:
                     continue
+                found = True
                 previous = sort_date(message, previous)
                 thread = threader.add(
                     message.msgid, message.refs, message.subject, message.date, message.msgid
                 )
                 members.setdefault(thread, array("q")).append(index << KEY_BITS | key)
                 first[thread] = min(first.get(thread, math.inf), previous.timestamp())
+            if not found:
+                self._skips.skip(str(files[index]), "no mail message in it (not an mbox file?)")
         del threader
-        uris = [f.resolve().as_uri() for f in files]
         for thread in sorted(members, key=first.__getitem__):
             loaded = []
             for code in members.pop(thread):
                 index, key = code >> KEY_BITS, code & (1 << KEY_BITS) - 1
                 message = read_mbox_message(boxes[index], key, self._skips, str(files[index]))
                 if message is not None:
-                    message.url = self._url(uris[index], message)
+                    message.url = self._url(files[index], message)
                     loaded.append(message)
             if loaded:
                 yield _by_date(loaded)
