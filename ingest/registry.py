@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from sciknow.config import Config, ConfigError, SourceConfig
@@ -59,10 +60,15 @@ def _json_kind(path: Path) -> str:
 
 
 def source_for_location(location: str, config: Config) -> SourceConfig:
+    """The configured source at `location`, or a new one named after it. A local path is
+    named by its last part and a hash of the whole (`mbox:petsc-users.mbox-3f2a91`):
+    names start every document id, and ids must not show the server's folders."""
     kind = infer_kind(location)
+    name = f"{kind}:{location}"
     if "://" not in location and not location.startswith("git@"):
         location = str(Path(location).expanduser().resolve())
-    name = f"{kind}:{location}"
+        digest = hashlib.sha256(location.encode()).hexdigest()[:6]
+        name = f"{kind}:{Path(location).name}-{digest}"
     for configured in config.sources:
         if configured.path == location:
             return configured
