@@ -40,6 +40,19 @@ See [the viewer notes](javascript:alert('xss-link')) and <script>alert('xss-scri
 """
 XSS_QUESTION = "Why does my VecView viewer window show nothing?"
 KSP_QUESTION = "How do I set the relative tolerance for KSP?"
+PROFILING_PAGE = """# Profiling
+
+## Summary of the run
+
+Run the program with -log_view to print a summary of where the time went:
+
+```console
+$ mpiexec -n 2 ./ex5 -log_view
+```
+
+The summary lists each event with its count, time and flop rate.
+"""
+PROFILING_QUESTION = "How do I print a summary of where the time went with -log_view?"
 
 
 def write_mbox(path: Path) -> Path:
@@ -65,7 +78,9 @@ def chat_config(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("chat")
     config = load_config(environ={"SCIKNOW_DATA_DIR": str(root / "data")})
     config.answer.mode = "extractive"
-    locations = [write_docs(root / "docs"), write_mbox(root / "list.mbox")]
+    docs = write_docs(root / "docs")
+    (docs / "manual" / "profiling.md").write_text(PROFILING_PAGE)  # a page with a code fence
+    locations = [docs, write_mbox(root / "list.mbox")]
     store = open_store(config)
     for location in locations:
         sources = make_sources(source_for_location(str(location), config), config)
@@ -183,6 +198,8 @@ def test_vote_and_comment_land_in_sqlite(page, chat_config):
     page.tab.fill("#sk-comment textarea", "should say which configure option")
     page.tab.click("#sk-send-comment")
     page.tab.get_by_text("comment saved").wait_for(timeout=WAIT_MS)
+    page.ask("Which matrix format is the default?")  # the thanks was about the last answer
+    assert page.tab.locator("#sk-feedback-note").inner_text().strip() == ""
     with sqlite3.connect(chat_config.data_path / "feedback.sqlite") as conn:
         conn.row_factory = sqlite3.Row
         row = conn.execute("SELECT * FROM feedback ORDER BY id DESC LIMIT 1").fetchone()
@@ -219,6 +236,7 @@ def test_passage_html_is_inert(page):
     for source in page.tab.locator("details.sk-source").all():
         source.locator("summary").click()
     chat = page.tab.locator("#sk-chat")
+    assert "VecView draw viewer shows nothing" in chat.inner_text()
     text = chat.inner_text()
     assert "<img src=x onerror=" in text  # shown as the characters it is made of
     assert "<script>alert('xss-script')</script>" in text
@@ -233,6 +251,53 @@ def test_passage_html_is_inert(page):
     assert handlers == []
     page.tab.wait_for_timeout(500)  # give an injected handler the chance to fire
     assert page.dialogs == []
+
+
+def test_a_question_over_the_limit_is_refused_before_it_is_sent(page):
+    """The API takes 2,000 characters: the page says so while typing and on sending, keeps
+    the text to be shortened, and sends nothing (it used to cut the question silently)."""
+    page.ask(KSP_QUESTION)
+    long_question = "Why does KSPSolve diverge? " + "x" * 2100
+    page.tab.fill("#sk-question textarea", long_question)
+    count = page.tab.locator("#sk-count")
+    assert count.inner_text().startswith("2,127 characters: questions are limited to 2,000")
+    page.tab.press("#sk-question textarea", "Enter")
+    refusal = page.tab.locator("#sk-question-note .sk-error")
+    refusal.wait_for(timeout=WAIT_MS)
+    assert refusal.inner_text().startswith("Not sent: the question has 2,127 characters")
+    assert refusal.is_visible()
+    assert page.tab.input_value("#sk-question textarea") == long_question  # not cut
+    assert page.tab.locator(".sk-question").count() == 1  # nothing went to the chat
+    page.ask("Which matrix format is the default?")
+    assert page.tab.locator("#sk-question-note .sk-error").count() == 0
+    assert page.tab.locator(".sk-question").count() == 2
+
+
+def test_sources_show_their_title_once_and_code_as_code(page):
+    page.ask(PROFILING_QUESTION)
+    source = page.tab.locator("details.sk-source").first
+    source.locator("summary").click()
+    assert source.locator(".sk-title").inner_text() == "Summary of the run"
+    assert source.inner_text().count("Summary of the run") == 1
+    assert source.locator(".sk-section").inner_text() == "Profiling"
+    code = source.locator(".sk-passage pre.sk-code")
+    assert code.inner_text().strip() == "$ mpiexec -n 2 ./ex5 -log_view"
+    assert "```" not in source.inner_text()
+
+
+def test_filters_offer_only_the_kinds_the_index_holds(page):
+    page.tab.get_by_text("Filters and settings").click()
+    offered = page.tab.locator("#sk-kinds label").all_inner_texts()
+    assert [label.strip() for label in offered] == ["docs", "mail"]
+
+
+def test_the_conversation_label_does_not_cover_the_chat(page):
+    page.ask(KSP_QUESTION)
+    labels = page.tab.locator("#sk-chat").get_by_text("Conversation", exact=True)
+    assert all(not label.is_visible() for label in labels.all())
+    question = page.tab.locator(".sk-question").first.bounding_box()
+    chat = page.tab.locator("#sk-chat").bounding_box()
+    assert question["y"] >= chat["y"]
 
 
 # --- in-process servers: scripted backends and an empty index ------------------------
@@ -259,6 +324,43 @@ def scripted_chat(config, serve_app, backend, fallback: bool = True) -> str:
     )
     app = create_app(assistant)
     return serve_app(mount_chat(app, ["What is KSP?"], "Test assistant"))
+
+
+def first_line_in_view(page: Page) -> bool:
+    """Whether the last answer's first line lies inside the chat window's visible part."""
+    return page.tab.evaluate(
+        """() => {
+          const answer = [...document.querySelectorAll('#sk-chat .sk-answer')].pop();
+          const line = answer.querySelector('p, pre, li') || answer;
+          let box = answer.parentElement;
+          while (box && !(box.scrollHeight > box.clientHeight &&
+                 /(auto|scroll)/.test(getComputedStyle(box).overflowY))) box = box.parentElement;
+          const seen = box.getBoundingClientRect(), first = line.getBoundingClientRect();
+          return first.top >= seen.top && first.top + 16 <= seen.bottom;
+        }"""
+    )
+
+
+def test_a_long_answer_is_read_from_its_first_line(browser, chat_config, serve_app):
+    """An answer taller than the chat window: the window shows its question and first line,
+    not its end (Gradio's autoscroll followed it to the sources)."""
+    first = "The first line: set the tolerances with KSPSetTolerances() [1].\n\n"
+    lines = [
+        f"Detail {i}: the residual norm is checked after iteration {i} [1].\n\n" for i in range(40)
+    ]
+    backend = ScriptedBackend([first, *lines], delay=0.01)
+    url = scripted_chat(chat_config, serve_app, backend, fallback=False)
+    page = Page(browser, url)
+    page.ask(KSP_QUESTION)
+    assert first_line_in_view(page)
+    page.ask("And the absolute tolerance?")
+    page.tab.wait_for_timeout(500)  # the last redraw settles
+    assert first_line_in_view(page)
+    answer = page.answers().last
+    assert answer.inner_text().startswith("The first line")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.tab.screenshot(path=str(SCREENSHOTS / "first-line.png"))
+    page.close()
 
 
 def test_tokens_stream_before_the_answer_ends_and_stop_ends_it(browser, chat_config, serve_app):

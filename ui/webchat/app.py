@@ -9,6 +9,12 @@ from escaped text.
 A conversation lives in the page's session state as a list of turns (question, the final
 `Answer` as a dict or a notice, the settings it was asked with, its feedback row); the
 chat window is redrawn from it, so toggling flags re-renders earlier answers too.
+
+What the reader sees first matters: a question over the API's length limit is refused
+with a note under the box (and a count while typing), never cut; a new question is
+scrolled to the top of the chat window and stays there while its answer arrives, so the
+answer is read from its first line rather than from its sources; the kind filters offer
+the kinds the index holds.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from sciknow.records import KINDS
 from sciknow.serve.answer import Assistant
 from sciknow.serve.web.api import NOTHING_INDEXED, is_empty
 from sciknow.serve.web.feedback import Feedback, FeedbackStore, server_of
+from sciknow.ui.api_client import MAX_QUESTION_CHARS
 from sciknow.ui.webchat import render
 
 log = logging.getLogger(__name__)
@@ -59,17 +66,59 @@ details.sk-source.sk-flash { outline: 2px solid var(--color-accent); }
   border: 1px solid var(--border-color-primary); }
 .sk-official { background: #e6f4ea; color: #1e4620; }
 .sk-unofficial { background: #fdf0e0; color: #6b3a00; }
-.sk-passage { white-space: pre-wrap; font-size: 0.85em; max-height: 16em; overflow: auto; }
+.sk-passage { font-size: 0.85em; max-height: 16em; overflow: auto; }
+.sk-passage-text { white-space: pre-wrap; margin: 0.3em 0; }
+.sk-passage pre.sk-code { margin: 0.3em 0; padding: 0.4em 0.6em; border-radius: 4px;
+  background: var(--code-background-fill, rgba(127, 127, 127, 0.1)); white-space: pre; }
 .sk-section { font-size: 0.8em; opacity: 0.8; }
 .sk-footer { display: flex; gap: 0.8em; align-items: baseline; margin-top: 0.4em; }
 .sk-copy-text { display: none !important; }
+.sk-count { color: #b7791f; font-size: 0.85em; min-height: 0; }
+#sk-question-note { min-height: 0; }
+#sk-question-note .sk-error, #sk-question-note .sk-error p { margin: 0.2em 0; color: #c53030; }
 button.sk-copy { font-size: 0.8em; padding: 0 0.6em; border-radius: 4px; cursor: pointer;
   border: 1px solid var(--border-color-primary); background: transparent; color: inherit; }
 """
 # Delegated handlers (the page's own code, not content): a citation opens its source, a copy
-# button copies its answer (navigator.clipboard needs https or localhost; else execCommand).
+# button copies its answer (navigator.clipboard needs https or localhost; else execCommand),
+# the question box counts characters past the limit, and a new question is scrolled to the
+# top of the chat window (Gradio's autoscroll, off, would follow the answer to its end).
 _HEAD = """<script>
 (() => {
+  const LIMIT = __LIMIT__;
+  document.addEventListener("input", (event) => {
+    const box = event.target.closest && event.target.closest("#sk-question textarea");
+    const note = document.getElementById("sk-count");
+    if (!box || !note) return;
+    const n = box.value.length;
+    note.textContent = n > LIMIT ? `${n.toLocaleString("en")} characters: questions are ` +
+      `limited to ${LIMIT.toLocaleString("en")}; shorten it to send it.` : "";
+  });
+  // The newest question stays pinned to the top of the chat window while the chat redraws
+  // (its answer arriving, flags toggled), until the reader scrolls or clicks in the chat.
+  let shown = 0, pinned = -1;
+  function scroller(node, stop) {
+    for (let box = node.parentElement; box && box !== stop; box = box.parentElement) {
+      const style = getComputedStyle(box).overflowY;
+      if (box.scrollHeight > box.clientHeight && /(auto|scroll)/.test(style)) return box;
+    }
+    return null;
+  }
+  new MutationObserver(() => {
+    const chat = document.getElementById("sk-chat");
+    const questions = chat ? chat.querySelectorAll(".sk-question") : [];
+    if (questions.length > shown) pinned = questions.length - 1;
+    shown = questions.length;
+    const question = questions[pinned];
+    const box = question && scroller(question, chat.parentElement);
+    if (box) box.scrollTop += question.getBoundingClientRect().top -
+      box.getBoundingClientRect().top - 8;
+  }).observe(document.documentElement, {childList: true, subtree: true});
+  for (const kind of ["wheel", "touchstart", "mousedown", "keydown"]) {
+    document.addEventListener(kind, (event) => {
+      if (event.target.closest && event.target.closest("#sk-chat")) pinned = -1;
+    }, {capture: true, passive: true});
+  }
   function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
     const area = document.createElement("textarea");
@@ -99,7 +148,12 @@ _HEAD = """<script>
     }
   }, true);
 })();
-</script>"""
+</script>""".replace("__LIMIT__", str(MAX_QUESTION_CHARS))
+COUNT = '<div class="sk-count" id="sk-count" aria-live="polite"></div>'  # the script fills it
+TOO_LONG = (
+    "Not sent: the question has {n:,} characters, and questions are limited to {limit:,}. "
+    "Shorten it and send it again."
+)
 
 
 def _messages(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -141,22 +195,28 @@ class ChatApp:
         self.feedback = feedback
         self._stops: dict[str, threading.Event] = {}  # per browser session
 
-    def status(self) -> str:
-        """The line under the title: what is indexed and how answers are made."""
+    def status(self) -> tuple[Any, ...]:
+        """On page load: the line under the title (what is indexed, how answers are made)
+        and the kind filters, offering only the kinds the index holds (a filter on a kind
+        it lacks could only answer "I don't know")."""
         if is_empty(self.assistant):
-            return f"**{render.escape(NOTHING_INDEXED)}**"
+            return f"**{render.escape(NOTHING_INDEXED)}**", gr.update(choices=[])
         stats = self.assistant.retriever.store.stats()
         mode = MODE_LABELS.get(self.assistant.mode, self.assistant.mode)
         backend = self.assistant.backend.name
         model = f" · model: {backend}" if self.assistant.mode != "extractive" else ""
-        return (
+        held = [kind for kind in KINDS if stats["chunks_by_kind"].get(kind)]
+        line = (
             f"{stats['documents']:,} documents, {stats['chunks']:,} passages indexed · "
             f"answers {mode}{model}"
         )
+        return line, gr.update(choices=[(render.KIND_LABELS[kind], kind) for kind in held])
 
-    def pending(self, request: gr.Request) -> None:
-        """A question was sent: from now on the stop button can end it, queued or running."""
+    def pending(self, request: gr.Request) -> tuple[Any, ...]:
+        """A question was sent: from now on the stop button can end it, queued or running.
+        The last answer's feedback note and comment box go: they were about that answer."""
         self._stops[request.session_hash] = threading.Event()
+        return "", gr.update(visible=False)
 
     def stop(self, request: gr.Request) -> None:
         """The stop button: the answer ends at its next token, keeping what was shown."""
@@ -174,7 +234,7 @@ class ChatApp:
         k: int,
         request: gr.Request,
     ) -> Iterator[tuple[Any, ...]]:
-        """Stream one answer into the chat: yields (textbox, chat window, turns)."""
+        """Stream one answer into the chat: yields (textbox, chat window, turns, note)."""
         stop = self._stops.setdefault(request.session_hash, threading.Event())
         try:
             yield from self._respond(question.strip(), turns, show_flags, kinds, official, k, stop)
@@ -192,7 +252,11 @@ class ChatApp:
         stop: threading.Event,
     ) -> Iterator[tuple[Any, ...]]:
         if not question:
-            yield gr.skip(), gr.skip(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip(), COUNT
+            return
+        if len(question) > MAX_QUESTION_CHARS:  # the text stays in the box, to be shortened
+            note = TOO_LONG.format(n=len(question), limit=MAX_QUESTION_CHARS)
+            yield gr.skip(), gr.skip(), gr.skip(), COUNT + render.notice_html(note, "error")
             return
         settings = {"k": int(k), "kinds": list(kinds), "official": official, "flags": show_flags}
         turn: dict[str, Any] = {
@@ -205,16 +269,16 @@ class ChatApp:
             "feedback_id": None,
         }
         turns = [*turns, turn]
-        yield "", _messages(turns), turns
+        yield "", _messages(turns), turns, COUNT  # a refusal shown before goes
         if is_empty(self.assistant):
             turn["html"] = render.notice_html(NOTHING_INDEXED)
         else:
             for _ in self._answer(turn, stop):
-                yield "", _messages(turns), turns
+                yield "", _messages(turns), turns, gr.skip()
         if turn["answer"] is not None:
             number = len(turns) - 1
             turn["html"] = render.answer_html(turn["answer"], number, show_flags, turn["mode"])
-        yield "", _messages(turns), turns
+        yield "", _messages(turns), turns, gr.skip()
 
     def _answer(self, turn: dict[str, Any], stop: threading.Event) -> Iterator[None]:
         """Run the assistant for `turn`, updating it in place; yields when it changed."""
@@ -317,8 +381,10 @@ def build_chat(
         turns = gr.State([])
         chatbot = gr.Chatbot(
             label="Conversation",
+            show_label=False,  # Gradio draws it over the first message
             elem_id="sk-chat",
             height=560,
+            autoscroll=False,  # the page's script scrolls a new question to the top instead
             render_markdown=False,  # contents are HTML built by chat_render (sanitized again)
             sanitize_html=True,
             buttons=[],  # each answer has its own copy button (answer text, not HTML)
@@ -327,13 +393,14 @@ def build_chat(
             placeholder="Ask a question: answers cite the passages they come from.",
         )
         with gr.Row():
-            question = gr.Textbox(
-                show_label=False,
-                placeholder="Ask a question (Enter sends)",
-                elem_id="sk-question",
-                scale=8,
-                max_length=2000,
-            )
+            with gr.Column(scale=8, min_width=240):
+                question = gr.Textbox(
+                    show_label=False,
+                    placeholder="Ask a question (Enter sends)",
+                    elem_id="sk-question",
+                    max_lines=8,  # a long paste scrolls: the note under it stays in view
+                )  # no max_length: the browser would cut a pasted question silently
+                question_note = gr.HTML(COUNT, elem_id="sk-question-note", js_on_load=None)
             send = gr.Button("Send", variant="primary", scale=1, elem_id="sk-send")
             stop = gr.Button("Stop", variant="stop", scale=1, elem_id="sk-stop")
         with gr.Row():
@@ -370,20 +437,21 @@ def build_chat(
 
         # One public endpoint, "/ask", for API clients (gradio_client); the rest serve the page.
         quiet: dict[str, Any] = {"queue": False, "api_visibility": "undocumented"}
-        page.load(chat.status, outputs=status, **quiet)
+        page.load(chat.status, outputs=[status, kinds], **quiet)
         ask = {
             "fn": chat.respond,
             "inputs": [question, turns, show_flags, kinds, official, k],
-            "outputs": [question, chatbot, turns],
+            "outputs": [question, chatbot, turns, question_note],
             "concurrency_limit": 1,
             "concurrency_id": "answer",
             "show_progress": "minimal",
         }
-        question.submit(chat.pending, **quiet).then(**ask, api_name="ask")
-        send.click(chat.pending, **quiet).then(**ask, api_visibility="undocumented")
-        chatbot.example_select(_example, outputs=question, **quiet).then(
-            chat.pending, **quiet
-        ).then(**ask, api_visibility="undocumented")
+        pending = {"fn": chat.pending, "outputs": [feedback_note, comment_row], **quiet}
+        question.submit(**pending).then(**ask, api_name="ask")
+        send.click(**pending).then(**ask, api_visibility="undocumented")
+        chatbot.example_select(_example, outputs=question, **quiet).then(**pending).then(
+            **ask, api_visibility="undocumented"
+        )
         stop.click(chat.stop, **quiet)
         new.click(
             lambda: ([], [], gr.update(visible=False), "", None),

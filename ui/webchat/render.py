@@ -36,6 +36,7 @@ _OPEN, _CLOSE, _MAX_TAGS = 0xE000, 0xE800, 0x800
 _PRIVATE_RE = re.compile("[\ue000-\uf8ff]")
 _TAG_CHAR_RE = re.compile("[\ue000-\uefff]")
 _BLOCK_PREFIX_RE = re.compile(r"[ ]{0,3}(?:[-*+]|\d{1,9}[.)]|#{1,6}|>)[ \t]+")
+_FENCE_RE = re.compile(r"[ ]{0,3}(`{3,}|~{3,})[^`]*")
 
 
 def _link_open(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
@@ -216,17 +217,66 @@ def source_html(citation: dict[str, Any], turn: int, support: float | None) -> s
         if href
         else f'<span class="sk-link">{escape(uri)}</span>'
     )
-    section = citation.get("section") or ""
+    plain_title = str(citation.get("title", ""))
+    section = _section_above(str(citation.get("section") or ""), plain_title)
     section_html = f'<div class="sk-section">{escape(section)}</div>' if section else ""
     text = citation.get("text")
-    passage = f'<pre class="sk-passage">{escape(text)}</pre>' if text else ""
-    title = escape(citation.get("title", ""))
+    heading = {plain_title.strip(), str(citation.get("section") or "").strip()}
+    passage = passage_html(str(text), heading) if text else ""
+    title = escape(plain_title)
     return (
         f'<details class="sk-source" id="{source_id(turn, n)}"><summary>'
         f'<span class="sk-n">[{n}]</span> <span class="sk-title">{title}</span> '
         f"{' '.join(badges)}</summary>"
         f'<div class="sk-source-body">{link}{section_html}{passage}</div></details>'
     )
+
+
+def _section_above(section: str, title: str) -> str:
+    """The heading path above the passage: its last part is the title, shown already."""
+    parts = section.split(" > ")
+    return " > ".join(parts[:-1] if parts[-1].strip() == title.strip() else parts)
+
+
+def passage_html(text: str, heading: set[str]) -> str:
+    """A passage as a reader wants it: without the opening lines that repeat its `heading`
+    (title and heading path, shown above it: chunks start with them), and with Markdown
+    code fences drawn as code blocks, not as backticks. Everything is escaped text."""
+    lines = text.split("\n")
+    while lines and (lines[0].strip().lstrip("#").strip() in heading or not lines[0].strip()):
+        lines = lines[1:]
+    blocks: list[str] = []
+    prose: list[str] = []
+    code: list[str] | None = None
+    fence = ""
+    for line in lines:
+        opening = _FENCE_RE.fullmatch(line)
+        if code is None and opening:
+            blocks.append(_prose_html(prose))
+            prose, code, fence = [], [], opening.group(1)
+        elif code is not None and _closes(line, fence):
+            blocks.append(_code_html(code))
+            code = None
+        else:
+            (prose if code is None else code).append(line)
+    blocks.append(_prose_html(prose) if code is None else _code_html(code))
+    return f'<div class="sk-passage">{"".join(blocks)}</div>'
+
+
+def _closes(line: str, fence: str) -> bool:
+    """A closing fence: the opening fence's character, at least as many, nothing else."""
+    mark = line.strip()
+    return mark.startswith(fence) and not mark.strip(fence[0])
+
+
+def _prose_html(lines: list[str]) -> str:
+    text = "\n".join(lines).strip("\n")
+    return f'<div class="sk-passage-text">{escape(text)}</div>' if text.strip() else ""
+
+
+def _code_html(lines: list[str]) -> str:
+    code = "\n".join(lines).strip("\n")
+    return f'<pre class="sk-code"><code>{escape(code)}</code></pre>'
 
 
 def _timings(answer: dict[str, Any], mode: str) -> str:
