@@ -39,6 +39,19 @@ def _corpus(args: argparse.Namespace, config: Config) -> Path:
     raise ConfigError("no corpus: pass --corpus DIR or add a local docs source to sciknow.toml")
 
 
+def _repo(args: argparse.Namespace, config: Config) -> str:
+    """--repo, else the config's first local source tree (the main job's corpus), unless
+    --docs-only."""
+    if args.docs_only:
+        return ""
+    if args.repo:
+        return args.repo
+    for source in config.sources:
+        if source.kind in ("source", "git") and Path(source.path).is_dir():
+            return source.path
+    return ""
+
+
 def run_retrieval(args: argparse.Namespace, config: Config) -> int:
     """Evaluate the pipelines, write JSON/Markdown/PNG under --out and print the table."""
     from sciknow.eval.report import markdown_table, write_report
@@ -56,7 +69,7 @@ def run_retrieval(args: argparse.Namespace, config: Config) -> int:
         pipelines=list(dict.fromkeys(args.pipeline or DEFAULT_PIPELINES)),
         ks=args.k,
         exclude=exclude,
-        repo=args.repo or "",
+        repo=_repo(args, config),
         cache=cache,
         limit=args.limit,
         repeat=args.repeat,
@@ -88,7 +101,8 @@ def run_answers(args: argparse.Namespace, config: Config) -> int:
     old = _earlier_report(args.compare)
     exclude = args.exclude_path or []
     cache = Path(args.cache) if args.cache else config.data_path / "eval"
-    mode = ("repo-" if args.repo else "") + mode_name(exclude)
+    repo = _repo(args, config)
+    mode = ("repo-" if repo else "") + mode_name(exclude)
     request = AnswerRequest(
         dataset=Path(args.dataset),
         corpus=corpus,
@@ -96,7 +110,7 @@ def run_answers(args: argparse.Namespace, config: Config) -> int:
         modes=list(dict.fromkeys(args.mode or ["auto"])),
         out=Path(args.out) if args.out else cache / f"answers-{mode}",
         exclude=exclude,
-        repo=args.repo or "",
+        repo=repo,
         cache=cache,
         limit=args.limit,
         backend=args.backend,
@@ -158,8 +172,12 @@ def _common(parser: argparse.ArgumentParser, pipelines: str) -> None:
     parser.add_argument("--corpus", help="docs folder (default: the config's docs source)")
     parser.add_argument(
         "--repo",
-        help="also index this git repository (folder or URL; man pages, examples, code) "
-        "in sciknow's index; the baseline stays docs-only",
+        help="also index this source tree (folder or git URL; man pages, examples, code) "
+        "in sciknow's index (default: the config's local source tree); the baseline stays "
+        "docs-only",
+    )
+    parser.add_argument(
+        "--docs-only", action="store_true", help="index the docs alone, no source tree"
     )
     parser.add_argument("--cache", help="index cache folder (default: DATA_DIR/eval)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")

@@ -245,9 +245,10 @@ def index_folder(index: str, exclude: list[str], repo: str) -> str:
     return f"{index}{with_repo}-{mode_name(exclude)}"
 
 
-def repo_sources(repo: str, config: Config) -> list[Source]:
-    """The repository's git source without its `doc/` tree (the corpus supplies the docs)."""
-    spec = SourceConfig(name=REPO_SOURCE, kind="git", path=repo, exclude=["doc/"])
+def repo_sources(repo: str, config: Config, exclude: list[str]) -> list[Source]:
+    """The repository's source without its `doc/` tree (the corpus supplies the docs);
+    `exclude` (`--exclude-path`) holds for it as for the docs."""
+    spec = SourceConfig(name=REPO_SOURCE, kind="git", path=repo, exclude=["doc/", *exclude])
     return [source for source in make_sources(spec, config) if source.name == REPO_SOURCE]
 
 
@@ -274,7 +275,7 @@ def build_index(
         chunker, skip = whole_chunker(), []
     else:
         spec = SourceConfig(name=DOCS_SOURCE, kind="docs", path=str(corpus), exclude=exclude)
-        sources = make_sources(spec, config) + (repo_sources(repo, config) if repo else [])
+        sources = make_sources(spec, config) + (repo_sources(repo, config, exclude) if repo else [])
         chunker, skip = make_chunker(config), config.ingest.skip_embedding_kinds
     heads = {} if index == "baseline" else config.ingest.embed_head_chars
     ingest(store, sources, embedder, chunker, skip_embedding_kinds=skip, embed_head_chars=heads)

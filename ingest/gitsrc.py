@@ -315,14 +315,18 @@ class GitSource:
         language = LANGUAGES[PurePosixPath(relpath).suffix]
         example = parse_example(text, language)
         first = (example.help or example.header).strip().split("\n")[0]
+        rendered = example.render()
+        # The program's first line within the rendered text: a line of the text maps to
+        # the file's line (text line - code_line + 1), so answers link a call to its line.
+        code_line = rendered[: len(rendered) - len(example.code)].count("\n") + 1
         return [
             self._document(
                 relpath,
                 "example",
                 f"{relpath}: {first}" if first else relpath,
-                example.render(),
+                rendered,
                 lines=(1, _line_count(text)),
-                meta={"language": language, "test_args": example.test_args},
+                meta={"language": language, "test_args": example.test_args, "code_line": code_line},
                 mentions="\n".join(example.test_args),  # options the test runs use
             )
         ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from sciknow.serve.citations import check_citations, citation_records, passage_r
 from sciknow.serve.extractive import Extractor
 from sciknow.serve.flags import answer_flags
 from sciknow.serve.guard import END_MARKERS, LoopDetector, cut_at_end_marker, problems
+from sciknow.serve.names import NameCheck
 from sciknow.serve.prompt import pack
 
 ABSTAIN_TEXT = (
@@ -114,7 +115,7 @@ class Assistant:
         settings: AnswerConfig,
         library: str = "PETSc",
         mode: str = "generative",
-        name_check: Callable[[str], list[dict[str, Any]]] | None = None,
+        name_check: NameCheck | None = None,
     ) -> None:
         self.retriever = retriever
         self.backend = backend
@@ -206,7 +207,7 @@ class Assistant:
             answer.flags.append({"type": "skipped", "reason": NO_LOGPROB_FLAGS})
         # The fallback note quotes the bad names of the generated answer: not checked again.
         skip = len(note) if note and answer.text.startswith(note) else 0
-        answer.flags += self._name_flags(answer.text, skip)
+        answer.flags += self._name_flags(answer.text, skip, answer.citations)
         yield Event("answer", answer=answer)
 
     def _summary_prompt(self, query: str, evidence: list[Evidence]) -> list[Message]:
@@ -328,11 +329,19 @@ class Assistant:
             if close is not None:
                 close()
 
-    def _name_flags(self, text: str, skip: int = 0) -> list[dict[str, Any]]:
-        """Unknown- and removed-name flags of `text[skip:]`, offsets into `text`."""
+    def _name_flags(
+        self, text: str, skip: int = 0, citations: Sequence[dict[str, Any]] = ()
+    ) -> list[dict[str, Any]]:
+        """Unknown- and removed-name flags of `text[skip:]`, offsets into `text`. With the
+        `citations` of a quoted answer, names quoted from release notes are history, not
+        advice (a generated sentence that cites a release note still uses the name)."""
         if self.name_check is None:
             return []
-        flags = self.name_check(text[skip:])
+        shifted = [
+            {**c, "spans": [(a - skip, b - skip) for a, b in c.get("spans", ()) if a >= skip]}
+            for c in citations
+        ]
+        flags = self.name_check(text[skip:], shifted)
         for flag in flags:
             for key in ("start", "end"):
                 if key in flag:

@@ -1,27 +1,34 @@
 """Extractive answers: the retrieved passages' own sentences, items, rows and code, cited.
 
 A 135M model cannot write answers people can rely on (README, "Answers"), so on the
-embedded default the answer is assembled from the evidence instead:
+embedded default the answer is composed from the evidence, around what the question asks
+(ARCHITECTURE.md, "The answer"):
 
-1. Every passage is cut into units (`segment.py`).
-2. Each unit is scored: cosine between the question and the unit (the index's own
-   embedder), BM25 of the question's terms within the passages' units, the share of the
-   question's library names the unit contains, a bonus for library names and options the
-   question does not name (the answer to "how do I ..." is usually another function or
-   option), and the passage's retrieval rank.
-3. Units are chosen greedily, MMR-style: score minus similarity to what is already chosen;
-   near-duplicates (across passages too) are skipped; selection stops at the length
-   budget or when units fall far below the best.
-4. A function the question names gets its man-page synopsis on top when the index has
-   its man page (added as a cited passage if retrieval did not return it).
-5. Chosen units are printed grouped by passage (best passage first), in their order
-   within the passage, each with its `[n]`.
+1. The lead. The question's kind (`compose/question.py`) picks it: for an API how-to, an
+   option or a troubleshooting question, the man page closest to the question among
+   those retrieval and the top passages name (`compose/lead.py`), when it clears
+   `LEAD_FLOOR`: its summary line, synopsis, options database keys, the notes that say
+   what a default is or what to call, and one tutorial line that calls it, linked to its
+   line. Otherwise the first passage that is not a release note (unless the question is
+   about versions), quoted from its first sentence, in order.
+2. The rest. Every other passage is cut into units (`segment.py`) and each unit scored:
+   cosine to the question (the index's own embedder), BM25 of the question's terms
+   within the units, the share of the question's library names it contains, a bonus for
+   names and options the question does not name, and the passage's rank. Units are
+   chosen greedily, MMR-style, above an absolute floor and a share of the best score,
+   within the length budget left by the lead, and printed in order of relevance.
+3. Units that cannot stand alone are never quoted: a sentence that starts mid-way or
+   points back ("As discussed in the preceding section"), one that ends on a colon or
+   "the command" with nothing after it, code that uses none of the names the answer is
+   about, MyST residue (roles, math, list-table cells) is cleaned first.
+4. Markers are numbered in reading order and the evidence is reordered to match.
 
 Everything here is deterministic and costs one embedder batch; no model generates text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import Counter
@@ -35,6 +42,9 @@ from sciknow.index.store import Store
 from sciknow.index.terms import terms
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Evidence
+from sciknow.serve.compose.lead import Target, manpage_lead, target_page, tutorial_call
+from sciknow.serve.compose.question import question_kind
+from sciknow.serve.compose.units import clean, code_is_about, stands_alone
 from sciknow.serve.segment import Unit, segment
 
 WEIGHTS = {"dense": 1.0, "bm25": 0.3, "symbols": 0.2, "api": 0.3, "rank": 0.1}
@@ -48,6 +58,12 @@ MIN_UNIT_CHARS = 25
 # (the embedder runs batches that small on one thread, 4x faster on a busy machine),
 # each cut to `EMBED_CHARS`: a unit's head is enough to judge it, and cost grows with length.
 MAX_CANDIDATES = 15
+LEAD_FLOOR = 0.5  # cosine of a man page's head to the question for it to lead
+MIN_UNIT_COSINE = 0.3  # a unit below this cosine to the question is never quoted
+MIN_REST_CHARS = 300  # what the units after the lead may use at least
+LEAD_UNITS = 4
+LEAD_CHARS = 500
+LEAD_CODE_LINES = 8
 EMBED_BATCH = 8
 EMBED_CHARS = 200
 
@@ -57,6 +73,7 @@ class Candidate:
     unit: Unit
     passage: int  # 1-based passage number
     cheap: float = 0.0  # lexical score, before the embedder
+    similarity: float = 0.0  # cosine to the question
     score: float = 0.0
     vector: np.ndarray | None = field(default=None, repr=False)
 
@@ -67,6 +84,53 @@ class Extract:
 
     text: str
     evidence: list[Evidence]
+
+
+class _Plan:
+    """The answer being composed: its parts (with placeholder markers), the evidence they
+    cite, and the passages the lead quoted (left out of the rest)."""
+
+    def __init__(self, evidence: list[Evidence]) -> None:
+        self.evidence = evidence
+        self.parts: list[str] = []
+        self.used: set[int] = set()
+        self.quoted: list[Candidate] = []  # the lead's units, so the rest does not repeat them
+
+    def repeats(self, candidate: Candidate) -> bool:
+        """Whether the lead already quoted this unit (or a near-duplicate of it)."""
+        key = _key(candidate.unit.text)
+        return any(_key(q.unit.text) == key for q in self.quoted) or (
+            _redundancy(candidate, self.quoted) >= DUPLICATE_COSINE
+        )
+
+    @staticmethod
+    def marker(n: int) -> str:
+        """A placeholder for passage `n`'s marker, numbered in reading order at the end."""
+        return f"⟦{n}⟧"
+
+    def cite(self, item: Evidence, reason: str) -> int:
+        """`item`'s passage number (1-based), appended when retrieval did not return it; a
+        given record replaces the retrieved one (a tutorial chunk linked to its line)."""
+        for i, known in enumerate(self.evidence):
+            if known.chunk_id == item.chunk_id:
+                self.evidence[i] = item
+                self.used.add(i)
+                return i + 1
+        item.reason = reason
+        self.evidence.append(item)
+        self.used.add(len(self.evidence) - 1)
+        return len(self.evidence)
+
+    def finish(self) -> Extract:
+        """The text with markers numbered in reading order; the evidence in that order,
+        then the passages no marker cites."""
+        text = "\n\n".join(part for part in self.parts if part)
+        order = list(dict.fromkeys(int(n) for n in _PLACEHOLDER_RE.findall(text)))
+        number = {old: new for new, old in enumerate(order, start=1)}
+        text = _PLACEHOLDER_RE.sub(lambda m: f"[{number[int(m.group(1))]}]", text)
+        cited = [self.evidence[old - 1] for old in order]
+        uncited = [e for i, e in enumerate(self.evidence, start=1) if i not in number]
+        return Extract(text, cited + uncited)
 
 
 class Extractor:
@@ -84,66 +148,78 @@ class Extractor:
         self, question: str, evidence: Sequence[Evidence], names: Sequence[str] = ()
     ) -> Extract:
         """`names`: the question's library names (the retriever's `query_symbols`)."""
-        evidence = list(evidence)
-        synopses = self._synopses(names, evidence)
-        budget = self.max_chars - sum(len(s) for _, s in synopses)
-        chosen = self.select(question, evidence, names, budget)
-        return Extract(_render(synopses, chosen, evidence), evidence)
+        plan = _Plan(list(evidence))
+        kind = question_kind(question, names)
+        question_vector = self.embedder.embed([question])[0]
+        target = None
+        if kind != "version":
+            found = target_page(self.store, question_vector, names, evidence, self.prefixes)
+            target = found if found and found.similarity >= LEAD_FLOOR else None
+        about = [*names, *([target.page.title] if target else [])]
+        if target is not None:
+            self._lead_with_page(plan, target)
+        scored = self.scored(question, plan.evidence, about, question_vector)
+        if target is None:
+            _lead_with_passage(plan, kind, scored)
+        budget = max(self.max_chars - len("\n\n".join(plan.parts)), MIN_REST_CHARS)
+        rest = [c for c in scored if c.passage - 1 not in plan.used and not plan.repeats(c)]
+        plan.parts.append(_render_rest(_mmr(rest, budget)))
+        return plan.finish()
+
+    def _lead_with_page(self, plan: _Plan, target: Target) -> None:
+        """The man page's lead, then a tutorial line that calls the function."""
+        n = plan.cite(target.evidence, f"man page of {target.page.title}")
+        plan.parts.append(manpage_lead(target.page, plan.marker(n)))
+        call = tutorial_call(self.store, target.page.title)
+        if call is not None:
+            cited = dataclasses.replace(call.evidence, uri=call.uri)
+            m = plan.cite(cited, f"a tutorial that calls {target.page.title}")
+            plan.parts.append(
+                f"A tutorial calls it, `{call.title}` {plan.marker(m)}:\n```c\n{call.code}\n```"
+            )
 
     # ----- selection ---------------------------------------------------------------
 
     def select(
-        self, question: str, evidence: list[Evidence], names: Sequence[str], budget: int
+        self, question: str, evidence: Sequence[Evidence], names: Sequence[str], budget: int
     ) -> list[Candidate]:
-        candidates = _candidates(evidence)
+        """Units of the passages chosen within `budget` (a docs patch's selection)."""
+        return _mmr(self.scored(question, evidence, names), budget)
+
+    def scored(
+        self,
+        question: str,
+        evidence: Sequence[Evidence],
+        names: Sequence[str],
+        question_vector: np.ndarray | None = None,
+    ) -> list[Candidate]:
+        """The passages' units that stand alone, scored, above `MIN_UNIT_COSINE`; code only
+        when it uses one of `names`."""
+        candidates = [
+            c
+            for c in _candidates(evidence)
+            if c.unit.kind != "code" or code_is_about(c.unit, names, self.prefixes)
+        ]
         if not candidates:
             return []
         _score_lexical(question, candidates, names, len(evidence), self.prefixes)
         candidates = sorted(candidates, key=lambda c: -c.cheap)[:MAX_CANDIDATES]
-        texts = [question] + [_plain(c.unit.text)[:EMBED_CHARS] for c in candidates]
+        texts = [_plain(c.unit.text)[:EMBED_CHARS] for c in candidates]
+        if question_vector is None:
+            texts.insert(0, question)
         vectors = np.concatenate(
             [
                 self.embedder.embed(texts[i : i + EMBED_BATCH])
                 for i in range(0, len(texts), EMBED_BATCH)
             ]
         )
-        for candidate, vector in zip(candidates, vectors[1:], strict=True):
+        if question_vector is None:
+            question_vector, vectors = vectors[0], vectors[1:]
+        for candidate, vector in zip(candidates, vectors, strict=True):
             candidate.vector = vector
-            candidate.score = candidate.cheap + WEIGHTS["dense"] * float(vector @ vectors[0])
-        return _mmr(candidates, budget)
-
-    # ----- synopses ----------------------------------------------------------------
-
-    def _synopses(self, names: Sequence[str], evidence: list[Evidence]) -> list[tuple[int, str]]:
-        """(passage number, Markdown) for each named function with a man-page synopsis."""
-        out = []
-        for name in names[:3]:
-            if name.startswith("-"):
-                continue
-            for doc in self.store.defining_documents(name, limit=1):
-                synopsis = str(doc.meta.get("synopsis") or "").strip()
-                if doc.kind != "manpage" or not synopsis:
-                    continue
-                n = self._passage_number(doc.id, name, evidence)
-                if n is None:
-                    continue
-                summary = str(doc.meta.get("summary") or "").strip()
-                head = f"**{doc.title}**" + (f" – {summary}" if summary else "")
-                out.append((n, f"{head} [{n}]\n```c\n{synopsis}\n```"))
-        return out
-
-    def _passage_number(self, doc_id: str, name: str, evidence: list[Evidence]) -> int | None:
-        """The number of `doc_id`'s passage among `evidence`, appending it when absent."""
-        for n, item in enumerate(evidence, start=1):
-            if item.doc_id == doc_id:
-                return n
-        rowids = [rowid for rowid, _ in self.store.lookup_symbols([name], 10)]
-        for item in self.store.evidence(rowids).values():
-            if item.doc_id == doc_id:
-                item.reason = f"man page of {name}"
-                evidence.append(item)
-                return len(evidence)
-        return None
+            candidate.similarity = float(vector @ question_vector)
+            candidate.score = candidate.cheap + WEIGHTS["dense"] * candidate.similarity
+        return [c for c in candidates if c.similarity >= MIN_UNIT_COSINE]
 
 
 def _body(item: Evidence) -> str:
@@ -157,14 +233,62 @@ def _body(item: Evidence) -> str:
     return "\n".join(lines)
 
 
-def _candidates(evidence: list[Evidence]) -> list[Candidate]:
+def _candidates(evidence: Sequence[Evidence]) -> list[Candidate]:
     out = []
     for n, item in enumerate(evidence, start=1):
         for unit in segment(_body(item)):
+            unit = _cleaned(unit)
             size = len(unit.text)
+            if not stands_alone(unit):
+                continue
             if MIN_UNIT_CHARS <= size <= MAX_UNIT_CHARS or (unit.kind == "code" and size > 0):
                 out.append(Candidate(unit, n))
     return out
+
+
+def _lead_with_passage(plan: _Plan, kind: str, scored: list[Candidate]) -> None:
+    """The passage of the best-scored unit leads (a release note only when the question is
+    about versions; never a function body), quoted in order from its opening sentence, or
+    from that unit when it stands further in."""
+    for best in sorted(scored, key=lambda c: -c.score):
+        item = plan.evidence[best.passage - 1]
+        if (item.kind == "changelog" and kind != "version") or item.kind == "code":
+            continue
+        units = [_cleaned(u) for u in segment(_body(item)) if u.kind != "code" or _short(u)]
+        position = next((i for i, u in enumerate(units) if u.position == best.unit.position), 0)
+        lead = _opening(units if position < LEAD_UNITS else units[position:])
+        if lead:
+            positions = {u.position for u in lead}
+            plan.quoted += [
+                c for c in scored if c.passage == best.passage and c.unit.position in positions
+            ]
+            plan.used.add(best.passage - 1)
+            plan.parts.append(render_units(lead, plan.marker(best.passage)))
+            return
+
+
+def _cleaned(unit: Unit) -> Unit:
+    return unit if unit.kind == "code" else dataclasses.replace(unit, text=clean(unit.text))
+
+
+def _short(unit: Unit) -> bool:
+    return unit.text.count("\n") <= LEAD_CODE_LINES + 1
+
+
+def _opening(units: list[Unit]) -> list[Unit]:
+    """A passage's opening: its first units in order, from a sentence that stands alone,
+    up to `LEAD_UNITS` units or `LEAD_CHARS` characters; stops at a unit that does not."""
+    start = next((i for i, u in enumerate(units) if stands_alone(u) and u.kind != "code"), None)
+    if start is None:
+        return []
+    lead: list[Unit] = []
+    used = 0
+    for unit in units[start:]:
+        if not stands_alone(unit) or len(lead) >= LEAD_UNITS or used > LEAD_CHARS:
+            break
+        lead.append(unit)
+        used += len(unit.text)
+    return lead
 
 
 def _plain(text: str) -> str:
@@ -225,7 +349,7 @@ def _mmr(candidates: list[Candidate], budget: int) -> list[Candidate]:
     while pool and len(chosen) < MAX_UNITS:
         picked = max(pool, key=lambda c: _mmr_value(c, chosen))
         pool.remove(picked)
-        key = " ".join(picked.unit.text.lower().split())
+        key = _key(picked.unit.text)
         if picked.score < MIN_SHARE_OF_BEST * best:
             break
         if key in seen_texts or _redundancy(picked, chosen) >= DUPLICATE_COSINE:
@@ -236,6 +360,10 @@ def _mmr(candidates: list[Candidate], budget: int) -> list[Candidate]:
         seen_texts.add(key)
         used += len(picked.unit.text)
     return chosen
+
+
+def _key(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def _redundancy(candidate: Candidate, chosen: list[Candidate]) -> float:
@@ -250,28 +378,22 @@ def _mmr_value(candidate: Candidate, chosen: list[Candidate]) -> float:
 
 # ----- rendering ---------------------------------------------------------------------
 
+_PLACEHOLDER_RE = re.compile(r"⟦(\d+)⟧")
 _SPACE_BEFORE_CITE_RE = re.compile(r"[ \t]+$")
 _BRACKETED_NUMBER_RE = re.compile(r"\[(\d[\d,\s–-]*)\]")
 _INLINE_CODE_RE = re.compile(r"(`[^`\n]*`)")
 
 
-def _render(
-    synopses: list[tuple[int, str]], chosen: list[Candidate], evidence: list[Evidence]
-) -> str:
-    """Synopses first, then passages in order of their best unit, units in passage order."""
-    parts = [text for _, text in synopses]
-    best: dict[int, float] = {}
-    for candidate in chosen:
-        best[candidate.passage] = max(best.get(candidate.passage, -1e9), candidate.score)
-    for passage in sorted(best, key=lambda p: -best[p]):
-        units = sorted((c.unit for c in chosen if c.passage == passage), key=lambda u: u.position)
-        parts.append(render_units(units, passage))
-    return "\n\n".join(p for p in parts if p)
+def _render_rest(chosen: list[Candidate]) -> str:
+    """The units after the lead, in the order they were chosen (most relevant first)."""
+    return "\n\n".join(render_units([c.unit], _Plan.marker(c.passage)) for c in chosen)
 
 
-def render_units(units: list[Unit], n: int | None = None) -> str:
+def render_units(units: list[Unit], n: int | str | None = None) -> str:
     """Consecutive sentences form one paragraph; items, rows and code keep their own lines.
-    Each unit is cited as passage `n`; with no `n` (a docs patch) nothing is cited."""
+    Each unit is cited as passage `n` (a number, or a marker as it is); with no `n` (a
+    docs patch) nothing is cited. A code block follows the paragraph it belongs to
+    directly, so its marker stands in that paragraph, never alone under the block."""
     lines: list[str] = []
     paragraph: list[str] = []
     for unit in units:
@@ -282,7 +404,12 @@ def render_units(units: list[Unit], n: int | None = None) -> str:
             lines.append(" ".join(paragraph))
             paragraph = []
         if unit.kind == "code":
-            lines.append(unit.text if n is None else f"{unit.text}\n[{n}]")
+            if n is None:
+                lines.append(unit.text)
+            elif lines and not lines[-1].startswith(("- ", "```")):
+                lines[-1] += f"\n{unit.text}"
+            else:
+                lines.append(f"{_marker(n)}:\n{unit.text}")
         else:
             label = f"{unit.context}: " if unit.context and unit.kind == "item" else ""
             lines.append(f"- {label}{_cite(unit.text, n)}")
@@ -291,7 +418,11 @@ def render_units(units: list[Unit], n: int | None = None) -> str:
     return "\n".join(lines) if all(line.startswith("- ") for line in lines) else "\n\n".join(lines)
 
 
-def _cite(text: str, n: int | None) -> str:
+def _marker(n: int | str) -> str:
+    return n if isinstance(n, str) else f"[{n}]"
+
+
+def _cite(text: str, n: int | str | None) -> str:
     """The unit with its citation; a quoted `[0]` (an array index, a reference of the page)
     is escaped so that it renders the same but is not taken for a citation. No `n`: the
     unit as it is (no citation to confuse it with)."""
@@ -302,4 +433,4 @@ def _cite(text: str, n: int | None) -> str:
         piece if i % 2 else _BRACKETED_NUMBER_RE.sub(r"\\[\1\\]", piece)
         for i, piece in enumerate(pieces)
     )
-    return f"{quoted} [{n}]"
+    return f"{quoted} {_marker(n)}"

@@ -146,7 +146,7 @@ def test_a_citation_less_answer_falls_back(docs_config):
 
 def test_an_unknown_name_falls_back(docs_config):
     assistant = assistant_with(docs_config, "Call KSPSetTolerence() to set it [1].")
-    assistant.name_check = lambda text: [
+    assistant.name_check = lambda text, citations=(): [
         {"type": "unknown_name", "text": "KSPSetTolerence", "reason": "unknown-name"}
     ] if "KSPSetTolerence" in text else []  # fmt: skip
     events = run(assistant)

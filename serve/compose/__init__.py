@@ -1,0 +1,1 @@
+"""What an extractive answer is built around: the kind of question and its lead passage."""
