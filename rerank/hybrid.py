@@ -30,10 +30,24 @@ from sciknow.rerank.fusion import (
     reciprocal_rank_fusion,
     symbol_ranking,
 )
+from sciknow.rerank.question import question_kind
 
 __all__ = ["HybridRetriever", "reciprocal_rank_fusion"]
 
 _IDENTIFIER_RE = re.compile(r"-?[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _manpage_first(candidates: list[Evidence], floor: float) -> list[Evidence]:
+    """For a how-to question, the man page whose head (name, summary, synopsis) is closest
+    to the question goes first when its cosine clears `floor` (0: off): its summary line
+    describes exactly what the question asks for."""
+    pages = [e for e in candidates if e.kind == "manpage" and "dense" in e.scores]
+    if not floor or not pages:
+        return candidates
+    best = max(pages, key=lambda e: e.scores["dense"])
+    if best.scores["dense"] < floor:
+        return candidates
+    return [best, *(e for e in candidates if e is not best)]
 
 
 def looks_like_identifier(word: str) -> bool:
@@ -152,18 +166,24 @@ class HybridRetriever:
         vector = self.embedder.embed([question])[0]
         rankings = self.rankings(question, vector, n, allowed)
         fused = reciprocal_rank_fusion(rankings, self.weights, self.settings.rrf_k)[:n]
-        candidates = self._weigh_kinds(self._evidence(fused, rankings))
+        kind = question_kind(question, self.query_symbols(question))
+        candidates = self._weigh_kinds(self._evidence(fused, rankings), kind)
         if self.feedback is not None:
             candidates = self.feedback.rerank(question, candidates, len(candidates))
         if self.reranker is not None:
             pool = max(self.settings.rerank_candidates, k)
             reranked = self.reranker.rerank(question, candidates[:pool], pool)
             candidates = reranked + candidates[pool:]
+        if kind == "api":
+            candidates = _manpage_first(candidates, self.settings.manpage_first)
         return self.diversifier.rerank(question, candidates, k)
 
-    def _weigh_kinds(self, candidates: list[Evidence]) -> list[Evidence]:
-        """Scale fused scores by `kind_weights` and re-sort (ties keep the fused order)."""
-        weights = self.settings.kind_weights
+    def _weigh_kinds(self, candidates: list[Evidence], kind: str) -> list[Evidence]:
+        """Scale fused scores by `kind_weights` and re-sort (ties keep the fused order).
+        Release notes keep their full weight for a question about versions or changes."""
+        weights = dict(self.settings.kind_weights)
+        if kind == "version":
+            weights.pop("changelog", None)
         if not weights:
             return candidates
         for evidence in candidates:

@@ -4,7 +4,7 @@ A 135M model cannot write answers people can rely on (README, "Answers"), so on 
 embedded default the answer is composed from the evidence, around what the question asks
 (ARCHITECTURE.md, "The answer"):
 
-1. The lead. The question's kind (`compose/question.py`) picks it: for an API how-to, an
+1. The lead. The question's kind (`rerank/question.py`) picks it: for an API how-to, an
    option or a troubleshooting question, the man page closest to the question among
    those retrieval and the top passages name (`compose/lead.py`), when it clears
    `LEAD_FLOOR`: its summary line, synopsis, options database keys, the notes that say
@@ -42,8 +42,8 @@ from sciknow.index.store import Store
 from sciknow.index.terms import terms
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Evidence
+from sciknow.rerank.question import question_kind
 from sciknow.serve.compose.lead import Target, manpage_lead, target_page, tutorial_call
-from sciknow.serve.compose.question import question_kind
 from sciknow.serve.compose.units import clean, code_is_about, stands_alone
 from sciknow.serve.segment import Unit, segment
 

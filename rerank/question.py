@@ -1,5 +1,5 @@
-"""The kind of a question, which decides what its answer leads with (ARCHITECTURE.md,
-"The answer").
+"""The kind of a question, which decides what ranks first and what its answer leads with
+(ARCHITECTURE.md, "The answer").
 
 - `option`: it names a command-line option and asks what it does;
 - `version`: it asks about releases, changes or removed names (release notes may lead);
@@ -32,7 +32,9 @@ HOWTO_RE = re.compile(
     r"which (function|routine|option)|what (function|routine)|i want to)\b",
     re.IGNORECASE,
 )
-OPTION_ASK_RE = re.compile(r"\b(what|which)\b.*\b(does|do|is|mean|means|set|sets|control)\b")
+OPTION_ASK_RE = re.compile(
+    r"\b(what|which)\b.*\b(does|do|is|mean|means|set|sets|control)\b", re.IGNORECASE
+)
 
 
 def question_kind(question: str, names: Sequence[str]) -> str:
