@@ -229,13 +229,13 @@ class RetrievalConfig:
     max_per_doc: int = 3
     max_per_page: int = 0
     max_similarity: float = 0.8
+    # A how-to question's closest man page goes first when its cosine to the question
+    # is at least this (0: off; README, "Retrieval quality").
+    manpage_first: float = 0.5
     # Multiplies a passage's fused score by its document kind; kinds not named keep 1.
     # Docs and man pages answer most questions, examples and release notes fewer;
     # function bodies (72% of a whole PETSc tree's chunks) share words with any
     # question but rarely answer one. Measured on the dev set (README).
-    # A how-to question's closest man page goes first when its cosine to the question
-    # is at least this (0: off; README, "Retrieval quality").
-    manpage_first: float = 0.5
     kind_weights: dict[str, float] = field(
         default_factory=lambda: {"example": 0.5, "changelog": 0.5, "code": 0.25}
     )
