@@ -193,6 +193,9 @@ class Assistant:
         extract = self.extractor.answer(query, evidence, self.retriever.query_symbols(query))
         timings["extract_ms"] = (time.perf_counter() - extract_started) * 1000
         timings.setdefault("ttft_ms", (time.perf_counter() - started) * 1000)
+        if not extract.text.strip() and not summary and not note:  # nothing quotable
+            yield Event("answer", answer=self._abstain(evidence, timings))
+            return
         head = note or (SUMMARY_LABEL + "".join(t.text for t in summary).strip() if summary else "")
         text = f"{head}\n\n{extract.text}" if head else extract.text
         body = text_pieces(text[len(head) :]) if summary else text_pieces(text)

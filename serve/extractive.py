@@ -249,21 +249,25 @@ def _candidates(evidence: Sequence[Evidence]) -> list[Candidate]:
 def _lead_with_passage(plan: _Plan, kind: str, scored: list[Candidate]) -> None:
     """The passage of the best-scored unit leads (a release note only when the question is
     about versions; never a function body), quoted in order from its opening sentence, or
-    from that unit when it stands further in."""
-    for best in sorted(scored, key=lambda c: -c.score):
-        item = plan.evidence[best.passage - 1]
+    from that unit when it stands further in. With no unit above the floor, the first
+    such passage in retrieval order leads: retrieval judged it closest."""
+    ranked = sorted(scored, key=lambda c: -c.score)
+    choices = [(c.passage, c.unit.position) for c in ranked]
+    choices += [(n, -1) for n in range(1, len(plan.evidence) + 1)]
+    for passage, position in choices:
+        item = plan.evidence[passage - 1]
         if (item.kind == "changelog" and kind != "version") or item.kind == "code":
             continue
         units = [_cleaned(u) for u in segment(_body(item)) if u.kind != "code" or _short(u)]
-        position = next((i for i, u in enumerate(units) if u.position == best.unit.position), 0)
-        lead = _opening(units if position < LEAD_UNITS else units[position:])
+        at = next((i for i, u in enumerate(units) if u.position == position), 0)
+        lead = _opening(units if at < LEAD_UNITS else units[at:])
         if lead:
             positions = {u.position for u in lead}
             plan.quoted += [
-                c for c in scored if c.passage == best.passage and c.unit.position in positions
+                c for c in scored if c.passage == passage and c.unit.position in positions
             ]
-            plan.used.add(best.passage - 1)
-            plan.parts.append(render_units(lead, plan.marker(best.passage)))
+            plan.used.add(passage - 1)
+            plan.parts.append(render_units(lead, plan.marker(passage)))
             return
 
 
