@@ -228,14 +228,17 @@ def mark_flags(text: str, flags: Sequence[dict[str, Any]]) -> tuple[str, str]:
 
 def render_answer(answer: dict[str, Any], flags: bool) -> str:
     """The whole reply to one question as Discord Markdown (to be split into messages):
-    the answer, the flag legend, then up to five sources, or, when the API abstained,
-    the closest passages it found."""
+    the answer, the flag legend, then every cited source, or, when the API abstained,
+    up to five of the closest passages it found."""
     text = answer.get("text", "").strip()
     legend = ""
     if flags:
         text, legend = mark_flags(text, answer.get("flags", []))
     parts = [text] + ([legend] if legend else [])
-    lines = source_lines(answer.get("citations", []))
+    citations = answer.get("citations", [])
+    # Every cited source is listed (a marker with no source is a dead end); the closest
+    # passages of an abstention are cut to the first few.
+    lines = source_lines(citations, MAX_SOURCES if answer.get("abstained") else len(citations))
     if lines:
         header = "**Closest passages**" if answer.get("abstained") else "**Sources**"
         parts.append("\n".join([header, *lines]))
