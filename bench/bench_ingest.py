@@ -2,6 +2,7 @@
 
     python bench/bench_ingest.py --docs ../shared/corpus/petsc-doc [--backends torch,openvino]
         [--git /path/to/petsc] [--search-runs 7] [--keep DIR]
+    python bench/bench_ingest.py --default --backends openvino   # the main job's ingest
 
 In one run, so every figure saw the same machine (shared machines drift: compare
 ratios within a run, not figures across runs):
@@ -65,11 +66,13 @@ def config_for(data_dir: Path, backend: str) -> Config:
     )
 
 
-def run_ingest(data_dir: Path, location: Path, backend: str) -> dict:
-    """One `sciknow ingest` in its own process: wall seconds, peak RSS, its summary line."""
+def run_ingest(data_dir: Path, location: Path | None, backend: str) -> dict:
+    """One `sciknow ingest` in its own process (of `location`, or of the config's sources):
+    wall seconds, peak RSS, its summary line."""
     started = time.perf_counter()
+    where = [str(location)] if location else []
     done = subprocess.run(
-        [sys.executable, "-c", WRAPPER, "--data-dir", str(data_dir), "ingest", str(location)],
+        [sys.executable, "-c", WRAPPER, "--data-dir", str(data_dir), "ingest", *where],
         capture_output=True,
         text=True,
         env={**os.environ, "TQDM_DISABLE": "1", **backend_env(backend)},
@@ -240,6 +243,27 @@ def bench_docs(
     return results
 
 
+def bench_default(work: Path, backend: str) -> dict:
+    """The main job's ingest: the config's sources (docs and source snapshots) from scratch,
+    then chunks by kind, vectors, and the embedded rate against the raw rate on a sample of
+    the same texts (embedded heads included)."""
+    data = work / f"default-index-{backend}"
+    result = {"load_average": os.getloadavg(), "scratch": run_ingest(data, None, backend)}
+    config = config_for(data, backend)
+    stats = open_store(config).stats()
+    result["chunks_by_kind"] = stats["chunks_by_kind"]
+    result["chunks"], result["vectors"] = stats["chunks"], stats["vectors"]
+    sample = random.Random(0).sample(
+        sorted(open_store(config).texts_by_hash(embed_policy(config)).values()), 512
+    )
+    raw = raw_throughput({backend: load_embedder(config)}, {"embedded_sample": sample})
+    result["raw_texts_per_s"] = raw[backend]["embedded_sample"]
+    best = result["raw_texts_per_s"]["best"]
+    result["share_of_raw"] = round(result["scratch"]["embedded_per_s"] / best, 2)
+    result["load_average_after"] = os.getloadavg()
+    return result
+
+
 def bench_git(repo: Path, work: Path, backends: list[str]) -> dict:
     results: dict = {"load_average": os.getloadavg()}
     for backend in backends:
@@ -302,13 +326,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/ingest.json"))
     parser.add_argument("--keep", type=Path, help="build the indexes here and keep them")
     parser.add_argument("--count-only", action="store_true", help="--git: read and chunk only")
+    parser.add_argument(
+        "--default",
+        action="store_true",
+        help="only the main job's ingest (the config's sources) from scratch, first backend",
+    )
     args = parser.parse_args()
     backends = args.backends.split(",")
     questions = [json.loads(line)["question"] for line in args.questions.open()]
     results = {}
     with tempfile.TemporaryDirectory(prefix="sciknow-bench-") as tmp:
         work = args.keep or Path(tmp)
-        if args.docs.exists():
+        if args.default:
+            results["default"] = bench_default(work, backends[0])
+            print(json.dumps(results["default"], indent=2))
+        elif args.docs.exists():
             results["docs"] = bench_docs(args.docs, work, questions, backends, args.search_runs)
             print(json.dumps(results["docs"], indent=2))
         if args.git and args.count_only:
