@@ -312,6 +312,32 @@ class ServeConfig:
             raise ConfigError("serve: timeouts and stall_s must be positive")
 
 
+STORE_BACKENDS = ("faiss", "milvus")
+
+
+@dataclass
+class StoreConfig:
+    """Where the searchable index lives (README, "Scaling out").
+
+    "faiss": FAISS and BM25 files in the data directory, the default for one machine.
+    "milvus": vectors, BM25 terms, symbols and filter fields in Milvus, at `uri`: a
+    file path for Milvus Lite (embedded; empty: `DATA_DIR/milvus.db`) or a server URL
+    (`http://host:19530`, token from `SCIKNOW_MILVUS_TOKEN`, never from this file).
+    Records and source state stay in the data directory's SQLite either way.
+    """
+
+    backend: str = "faiss"
+    uri: str = ""
+    collection: str = "sciknow"  # name prefix of this index's collections on the server
+
+    def __post_init__(self) -> None:
+        _check_choice(self.backend, STORE_BACKENDS, "store.backend")
+        if not self.collection.replace("_", "").isalnum():
+            raise ConfigError(
+                f"store.collection = {self.collection!r} must be letters, digits and _"
+            )
+
+
 @dataclass
 class DocPatchConfig:
     """`sciknow patch` and `sciknow gaps` (README, "Doc patches and the gaps report").
@@ -361,6 +387,7 @@ class Config:
     mcp: McpConfig = field(default_factory=McpConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     docpatch: DocPatchConfig = field(default_factory=DocPatchConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     @property
     def data_path(self) -> Path:

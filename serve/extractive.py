@@ -157,7 +157,7 @@ class Extractor:
             target = found if found and found.similarity >= LEAD_FLOOR else None
         about = [*names, *([target.page.title] if target else [])]
         if target is not None:
-            self._lead_with_page(plan, target)
+            self._lead_with_page(plan, target, names)
         scored = self.scored(question, plan.evidence, about, question_vector)
         if target is None:
             _lead_with_passage(plan, kind, scored)
@@ -166,10 +166,10 @@ class Extractor:
         plan.parts.append(_render_rest(_mmr(rest, budget)))
         return plan.finish()
 
-    def _lead_with_page(self, plan: _Plan, target: Target) -> None:
+    def _lead_with_page(self, plan: _Plan, target: Target, names: Sequence[str]) -> None:
         """The man page's lead, then a tutorial line that calls the function."""
         n = plan.cite(target.evidence, f"man page of {target.page.title}")
-        plan.parts.append(manpage_lead(target.page, plan.marker(n)))
+        plan.parts.append(manpage_lead(target.page, plan.marker(n), names))
         call = tutorial_call(self.store, target.page.title)
         if call is not None:
             cited = dataclasses.replace(call.evidence, uri=call.uri)

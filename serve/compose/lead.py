@@ -49,7 +49,7 @@ def target_page(
     prefixes: Sequence[str],
 ) -> Target | None:
     """The candidate man page closest to the question (None when there is none)."""
-    wanted = _candidate_names(names, evidence, prefixes)
+    wanted = _candidate_names(names, evidence, prefixes) + _option_pages(store, names)
     pages = _first_chunks(store, wanted)
     if not pages:
         return None
@@ -74,6 +74,16 @@ def _candidate_names(
     return list(dict.fromkeys(out))[:MAX_CANDIDATES]
 
 
+def _option_pages(store: Store, names: Sequence[str]) -> list[str]:
+    """Man pages that list an option the question names (`-ksp_rtol` → KSPSetTolerances)."""
+    options = [n for n in names if n.startswith("-")]
+    if not options:
+        return []
+    hits = store.lookup_symbols(options, MAX_CANDIDATES)
+    items = store.evidence([rowid for rowid, _ in hits]).values()
+    return [e.title for e in items if e.kind == "manpage"]
+
+
 def _first_chunks(store: Store, names: Sequence[str]) -> dict[int, str]:
     """Row id of the first chunk of each name's man page → the name."""
     if not names:
@@ -88,9 +98,9 @@ def _first_chunks(store: Store, names: Sequence[str]) -> dict[int, str]:
     return {int(rowid): symbol for rowid, symbol in rows}
 
 
-def manpage_lead(page: Document, marker: str) -> str:
-    """A man page as an answer's lead: summary line, synopsis, options database keys and
-    the notes that matter, cited with `marker`."""
+def manpage_lead(page: Document, marker: str, asked: Sequence[str] = ()) -> str:
+    """A man page as an answer's lead, cited with `marker`: summary line, synopsis, options
+    database keys (those the question names first) and the notes that matter."""
     meta = page.meta
     call = "()" if meta.get("kind") == "function" else ""
     summary = str(meta.get("summary") or "").strip()
@@ -98,7 +108,10 @@ def manpage_lead(page: Document, marker: str) -> str:
     synopsis = str(meta.get("synopsis") or "").strip()
     if synopsis:
         parts[0] += f"\n```c\n{synopsis}\n```"
-    options = list((meta.get("options") or {}).items())[:MAX_OPTIONS]
+    wanted = {a.lower() for a in asked}
+    options = sorted(
+        (meta.get("options") or {}).items(), key=lambda kv: kv[0].split()[0].lower() not in wanted
+    )[:MAX_OPTIONS]
     if options:
         keys = "\n".join(f"- `{key}`" + (f" – {text}" if text else "") for key, text in options)
         parts.append(f"Options database keys {marker}:\n{keys}")
