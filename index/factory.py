@@ -18,8 +18,23 @@ if TYPE_CHECKING:
     from sciknow.index.chunking import Chunker
 
 
-def open_store(config: Config) -> Store:
-    return Store(config.data_path)
+def open_store(config: Config, data_dir: Path | None = None) -> Store:
+    """The configured store over `data_dir` (default: the config's): FAISS files there, or
+    Milvus at `store.uri` (see `milvus_uri`)."""
+    folder = data_dir or config.data_path
+    if config.store.backend == "faiss":
+        return Store(folder)
+    from sciknow.index.milvus_store import MilvusStore
+
+    return MilvusStore(folder, milvus_uri(config.store.uri, folder), config.store.collection)
+
+
+def milvus_uri(uri: str, data_dir: Path) -> str:
+    """`uri` as `pymilvus` takes it: a server URL as written, a file relative to the
+    current folder, empty for `DATA_DIR/milvus.db` (Milvus Lite)."""
+    if "://" in uri:
+        return uri
+    return str(Path(uri).expanduser().resolve() if uri else data_dir / "milvus.db")
 
 
 def load_embedder(config: Config, store: Store | None = None) -> Embedder:

@@ -597,7 +597,7 @@ class Store:
             self._record_embedder(embedder_name, dimension)
             writer = Writer(self)
             yield writer
-            if writer.changed or policy_changed or self.generation() == 0:
+            if writer.changed or policy_changed or self.needs_generation():
                 generation = self.generation() + 1
                 self._build_generation(generation, embedder_name, dimension, policy)
                 self.conn.execute(
@@ -617,6 +617,11 @@ class Store:
                 _reraise(err, self.root / "index.sqlite")  # FAISS and BM25 files
             raise
         self._remove_stray_generations()
+
+    def needs_generation(self) -> bool:
+        """Whether the next write builds a generation even when no row changed (a new
+        index; `MilvusStore` also when its collection is missing)."""
+        return self.generation() == 0
 
     def embedder_differs(self, name: str) -> bool:
         """Whether the committed vectors were made by another embedder than `name`."""

@@ -328,7 +328,7 @@ class StoreConfig:
 
     backend: str = "faiss"
     uri: str = ""
-    collection: str = "sciknow"  # name prefix of this index's collections on the server
+    collection: str = "sciknow"  # this index's collection on the Milvus server
 
     def __post_init__(self) -> None:
         _check_choice(self.backend, STORE_BACKENDS, "store.backend")

@@ -1,0 +1,327 @@
+"""The index's search engine on Milvus: vectors, BM25 terms, symbols and filter fields.
+
+`MilvusStore` is a `Store` whose searchable parts live in one Milvus collection instead
+of FAISS and BM25 files; everything else (records, source state, the symbol table the
+name check reads, the embedding cache) stays in the data directory's SQLite, which
+remains the source of truth. The same `pymilvus` client talks to Milvus Lite (a local
+file, embedded) and to a Milvus server or cluster (`http://host:19530`).
+
+Generations. The FAISS store writes each generation's files beside the last and names
+the current one in SQLite. Milvus cannot copy a collection cheaply, so each row carries
+the generation it appeared in (`added`) and the one that removed it (`removed`, 0 while
+live), and every search asks for the rows live at the generation SQLite has committed.
+A writer inserts changed chunks as rows of the next generation and marks rows of
+deleted or changed chunks removed by it; neither is visible until SQLite commits the new
+generation number, so an ingest that dies at any point leaves the previous generation
+answering. The next writer deletes what the dead one left (rows added after the
+committed generation, removal marks after it) and the rows committed removals retired.
+One switch, one source of truth, as with the FAISS files: a collection alias would be a
+second switch that a crash could leave disagreeing with SQLite.
+
+BM25. Milvus computes BM25 itself from a text field (its BM25 function). The field
+holds the chunk's identifier-aware terms (`terms.py`), the same the FAISS store's BM25
+indexes, and queries are passed through `terms()` too, so `KSPSetTolerances` matches
+whole and by its parts on either backend; k1 and b are bm25s's defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sciknow.index.embed_policy import EmbedPolicy
+from sciknow.index.store import Store
+from sciknow.index.terms import terms
+from sciknow.records import Chunk
+
+GENERATION_BITS = 24  # a row's primary key is its chunk rowid and the generation it was added
+BM25_PARAMS = {"bm25_k1": 1.5, "bm25_b": 0.75}  # bm25s's defaults, as the FAISS store uses
+INSERT_BATCH = 1000
+QUERY_BATCH = 4000
+MAX_TEXT = 65535  # Milvus's VARCHAR limit, in bytes
+FIELDS = ("pk", "rowid", "terms", "vector", "has_vector", "vector_key", "symbols", "defines",
+          "kind", "source", "official", "added", "removed")  # fmt: skip
+TOKEN_ENV = "SCIKNOW_MILVUS_TOKEN"
+
+
+def milvus_client(uri: str) -> Any:
+    """A `pymilvus` client for `uri`: a Milvus Lite file, or a server URL whose token
+    (if any) comes from `SCIKNOW_MILVUS_TOKEN`."""
+    try:
+        from pymilvus import MilvusClient
+    except ImportError as err:
+        raise RuntimeError(
+            "store.backend = 'milvus' needs pymilvus (and milvus-lite for a file uri): "
+            "pip install pymilvus milvus-lite"
+        ) from err
+    if "://" not in uri:
+        Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return MilvusClient(uri, token=os.environ.get(TOKEN_ENV, ""))
+
+
+def _schema(client: Any, dimension: int) -> Any:
+    """Chunk rows: the vector (zeros and `has_vector` false for chunks the embedding
+    policy skips), BM25 over the terms, lowercased symbols (and those the chunk defines),
+    the filter fields and the generation bounds."""
+    from pymilvus import DataType, Function, FunctionType
+
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("rowid", DataType.INT64)
+    schema.add_field(
+        "terms", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True,
+        analyzer_params={"tokenizer": "standard"},
+    )  # fmt: skip
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+    schema.add_field("has_vector", DataType.BOOL)
+    schema.add_field("vector_key", DataType.VARCHAR, max_length=1024)
+    for name in ("symbols", "defines"):
+        schema.add_field(
+            name, DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=4096,
+            max_length=512,
+        )  # fmt: skip
+    for name in ("kind", "source"):
+        schema.add_field(name, DataType.VARCHAR, max_length=512)
+    schema.add_field("official", DataType.BOOL)
+    schema.add_field("added", DataType.INT64)
+    schema.add_field("removed", DataType.INT64)
+    schema.add_function(
+        Function(
+            name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"],
+            output_field_names=["sparse"],
+        )
+    )  # fmt: skip
+    return schema
+
+
+def _index_params(client: Any) -> Any:
+    """Exact inner product (FAISS's `IndexFlatIP`, so both backends rank alike) and
+    Milvus's sparse BM25 index."""
+    params = client.prepare_index_params()
+    params.add_index("vector", index_type="FLAT", metric_type="IP")
+    params.add_index(
+        "sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=BM25_PARAMS
+    )
+    return params
+
+
+def _live(generation: int) -> str:
+    """Rows a reader of `generation` sees."""
+    return f"added <= {generation} and (removed == 0 or removed > {generation})"
+
+
+def _within(expression: str, allowed: np.ndarray | None) -> str:
+    if allowed is None:
+        return expression
+    return f"{expression} and rowid in [{','.join(map(str, allowed.tolist()))}]"
+
+
+class MilvusStore(Store):
+    """A `Store` that searches in Milvus (see the module docstring)."""
+
+    def __init__(self, data_dir: str | Path, uri: str, collection: str) -> None:
+        super().__init__(data_dir)
+        self.client = milvus_client(uri)
+        self.collection = collection
+
+    def _has_collection(self) -> bool:
+        return bool(self.client.has_collection(self.collection))
+
+    def needs_generation(self) -> bool:
+        """Also when the collection is missing: a data directory the FAISS store built (or
+        a new server) gets its Milvus rows from the next ingest."""
+        return super().needs_generation() or not self._has_collection()
+
+    # ----- reading -----------------------------------------------------------------
+
+    def _search(
+        self, data: list[Any], field: str, k: int, expression: str
+    ) -> list[list[tuple[int, float]]]:
+        if not self._has_collection():
+            return [[] for _ in data]
+        results = self.client.search(
+            self.collection, data=data, anns_field=field, limit=k, filter=expression,
+            output_fields=["rowid"],
+        )  # fmt: skip
+        return [
+            [(int(hit["entity"]["rowid"]), float(hit["distance"])) for hit in row]
+            for row in results
+        ]
+
+    def search_dense_many(
+        self, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """Top-k chunk rowids by inner product for each row of `vectors`, in one call."""
+        if len(vectors) == 0 or (allowed is not None and len(allowed) == 0):
+            return [[] for _ in range(len(vectors))]
+        queries = np.asarray(vectors, dtype=np.float32).tolist()
+        expression = _within(f"has_vector and {_live(self.generation())}", allowed)
+        return self._search(queries, "vector", k, expression)
+
+    def search_terms(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-k chunk rowids by Milvus's BM25 over identifier-aware terms."""
+        words = " ".join(terms(query))
+        if not words or (allowed is not None and len(allowed) == 0):
+            return []
+        hits = self._search([words], "sparse", k, _within(_live(self.generation()), allowed))
+        return [(rowid, abs(score)) for rowid, score in hits[0] if score]  # Lite negates it
+
+    def lookup_symbols(
+        self, names: Iterable[str], k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Chunks that define or mention the named symbols, scored as the SQLite store
+        scores them: 2 per query symbol defined, 1 per symbol mentioned."""
+        lowered = sorted({n.lower() for n in names})
+        if not lowered or not self._has_collection():
+            return []
+        quoted = ",".join(f'"{name}"' for name in lowered)
+        expression = _within(
+            f"array_contains_any(symbols, [{quoted}]) and {_live(self.generation())}", allowed
+        )
+        wanted = set(lowered)
+        hits = [
+            (int(row["rowid"]), float(sum(s in wanted for s in row["symbols"] + row["defines"])))
+            for row in self._rows(expression, ["rowid", "symbols", "defines"])
+        ]
+        hits.sort(key=lambda hit: (-hit[1], hit[0]))
+        return hits[:k]
+
+    def _vector_count(self) -> int:
+        if not self._has_collection():
+            return 0
+        expression = f"has_vector and {_live(self.generation())}"
+        rows = self.client.query(self.collection, filter=expression, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def _rows(self, expression: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+        """Every row matching `expression` (a query's own limit is 16,384)."""
+        iterator = self.client.query_iterator(
+            self.collection, batch_size=QUERY_BATCH, filter=expression, output_fields=fields
+        )
+        try:
+            while batch := iterator.next():
+                yield from batch
+        finally:
+            iterator.close()
+
+    # ----- writing -----------------------------------------------------------------
+
+    def _build_generation(
+        self, generation: int, embedder_name: str, dimension: int, policy: EmbedPolicy
+    ) -> None:
+        """Bring the collection from the committed generation's rows to SQLite's rows as
+        they stand in this transaction: insert what is new or re-embedded, mark what is
+        gone; readers see neither until SQLite commits `generation`."""
+        if not self._has_collection():
+            schema = _schema(self.client, dimension)
+            self.client.create_collection(
+                self.collection, schema=schema, index_params=_index_params(self.client),
+                consistency_level="Strong",
+            )  # fmt: skip
+        want = self._wanted_rows(embedder_name, policy)
+        have = {
+            (int(row["rowid"]), row["vector_key"]): int(row["pk"])
+            for row in self._rows(_live(self.generation()), ["pk", "rowid", "vector_key"])
+        }
+        wanted_keys = {(row["rowid"], row["vector_key"]) for row in want}
+        gone = [pk for key, pk in have.items() if key not in wanted_keys]
+        self._mark_removed(gone, generation)
+        new = [row for row in want if (row["rowid"], row["vector_key"]) not in have]
+        self._insert(new, generation, embedder_name, dimension)
+        self.client.flush(self.collection)
+
+    def _wanted_rows(self, embedder_name: str, policy: EmbedPolicy) -> list[dict[str, Any]]:
+        """One row per chunk in SQLite, without its vector: `vector_key` names the cached
+        vector (embedder and text hash; "" for none)."""
+        symbols: dict[int, tuple[list[str], list[str]]] = {}
+        for rowid, lower, defines in self.conn.execute(
+            "SELECT chunk_rowid, lower, defines FROM symbols"
+        ):
+            mentioned, defined = symbols.setdefault(rowid, ([], []))
+            mentioned.append(lower)
+            if defines:
+                defined.append(lower)
+        rows = self.conn.execute(
+            "SELECT c.rowid, c.id, c.content_hash, c.text, c.terms, d.kind, d.source, "
+            "d.official FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.rowid"
+        )
+        out = []
+        for rowid, chunk_id, chash, text, chunk_terms, kind, source, official in rows:
+            keys = list(policy.texts(kind, [Chunk(chunk_id, "", text, content_hash=chash)]))
+            mentioned, defined = symbols.get(rowid, ([], []))
+            out.append(
+                {
+                    "rowid": rowid,
+                    "terms": chunk_terms.encode()[: MAX_TEXT - 4].decode(errors="ignore"),
+                    "vector_key": f"{embedder_name}#{keys[0]}" if keys else "",
+                    "symbols": mentioned,
+                    "defines": defined,
+                    "kind": kind,
+                    "source": source,
+                    "official": bool(official),
+                }
+            )
+        return out
+
+    def _insert(
+        self, rows: list[dict[str, Any]], generation: int, embedder_name: str, dimension: int
+    ) -> None:
+        """Insert `rows` as added by `generation`, their vectors from the embedding cache."""
+        for start in range(0, len(rows), INSERT_BATCH):
+            batch = rows[start : start + INSERT_BATCH]
+            hashes = [row["vector_key"].rpartition("#")[2] for row in batch if row["vector_key"]]
+            vectors = iter(self.cache.get(hashes, embedder_name, dimension))
+            zero = [0.0] * dimension
+            self.client.insert(
+                self.collection,
+                [
+                    {
+                        **row,
+                        "pk": (row["rowid"] << GENERATION_BITS) | generation,
+                        "vector": next(vectors).tolist() if row["vector_key"] else zero,
+                        "has_vector": bool(row["vector_key"]),
+                        "added": generation,
+                        "removed": 0,
+                    }
+                    for row in batch
+                ],
+            )
+
+    def _mark_removed(self, pks: list[int], generation: int) -> None:
+        """Rewrite the rows `pks` as removed by `generation` (0: live again)."""
+        for start in range(0, len(pks), QUERY_BATCH):
+            batch = pks[start : start + QUERY_BATCH]
+            rows = self.client.query(
+                self.collection, filter=f"pk in [{','.join(map(str, batch))}]",
+                output_fields=list(FIELDS),
+            )  # fmt: skip
+            self.client.upsert(self.collection, [{**row, "removed": generation} for row in rows])
+
+    def _remove_stray_generations(self) -> None:
+        """Drop what a dead writer left (rows added after the committed generation, and
+        its removal marks) and the rows that committed removals retired."""
+        if not self._has_collection():
+            return
+        committed = self.generation()
+        self.client.delete(
+            self.collection,
+            filter=f"added > {committed} or (removed > 0 and removed <= {committed})",
+        )
+        marked = [int(row["pk"]) for row in self._rows(f"removed > {committed}", ["pk"])]
+        self._mark_removed(marked, 0)
+        self.client.flush(self.collection)
+
+    def copy_from_records(self, embedder_name: str, dimension: int, policy: EmbedPolicy) -> int:
+        """Replace the collection with the committed generation's chunks, their vectors
+        from the embedding cache (nothing is embedded); the rows written."""
+        if self._has_collection():
+            self.client.drop_collection(self.collection)
+        self._build_generation(self.generation(), embedder_name, dimension, policy)
+        return int(self.client.get_collection_stats(self.collection)["row_count"])

@@ -1,0 +1,126 @@
+"""The index on Milvus Lite (a real embedded Milvus on a temporary file): ingest, search
+through the fusion, filters, delete, update, a crash mid-ingest, and `index copy`."""
+
+from __future__ import annotations
+
+import pytest
+from sources import ListSource
+from test_index import CODE, CORPUS, PREFIXES, doc, retriever
+
+from sciknow.config import Config, StoreConfig
+from sciknow.index.chunking import Chunker
+from sciknow.index.factory import open_store
+from sciknow.index.milvus_store import MilvusStore
+from sciknow.index.pipeline import ingest
+from sciknow.index.store import Filters, Store
+
+pytest.importorskip("milvus_lite", reason="milvus-lite is not installed")
+
+
+@pytest.fixture
+def chunker() -> Chunker:
+    return Chunker(max_tokens=64, overlap=8, manpage_tokens=256, symbol_prefixes=PREFIXES)
+
+
+def milvus(tmp_path) -> MilvusStore:
+    return MilvusStore(tmp_path / "data", str(tmp_path / "milvus.db"), "test_index")
+
+
+def titles(store: Store, embedder, question: str, **kw) -> list[str]:
+    return [e.title for e in retriever(store, embedder).search(question, **kw)]
+
+
+def test_factory_picks_the_configured_backend(tmp_path):
+    config = Config(data_dir=str(tmp_path / "data"))
+    assert type(open_store(config)) is Store
+    config.store = StoreConfig(backend="milvus")
+    store = open_store(config)
+    assert isinstance(store, MilvusStore) and store.collection == "sciknow"
+    assert (tmp_path / "data" / "milvus.db").exists()
+
+
+def test_ingest_and_search_through_the_fusion(tmp_path, embedder, chunker):
+    store = milvus(tmp_path)
+    report = ingest(store, [ListSource("test", [*CORPUS, CODE])], embedder, chunker, None, ["code"])
+    assert report.documents == 5 and store.generation() == 1
+    assert store.stats()["vectors"] == 4  # the code chunk has terms and symbols, no vector
+    assert titles(store, embedder, "How do I set the relative tolerance of the Krylov solver?")[
+        0
+    ] == ("KSPSetTolerances")
+    by_symbol = retriever(store, embedder).search("what does kspsettolerances do")
+    assert by_symbol[0].title == "KSPSetTolerances" and "symbol" in by_symbol[0].reason
+    assert titles(store, embedder, "-pc_type")[0] == "Preconditioners"
+    assert store.lookup_symbols(["KSPSetTolerances", "-ksp_rtol"], 5)[0][1] == 3.0  # 2 + 1
+    code = store.search_terms("arnoldi restart", 1)
+    assert store.evidence([code[0][0]]).popitem()[1].kind == "code"
+    only = retriever(store, embedder).search("tolerance", filters=Filters(kinds=("manpage",)))
+    assert [e.kind for e in only] == ["manpage"]
+    assert retriever(store, embedder).search("tolerance", filters=Filters(official=False)) == []
+
+
+def test_scores_match_the_faiss_store(tmp_path, embedder, chunker):
+    """Same rows, same vectors, same terms: both backends rank alike."""
+    faiss_store = Store(tmp_path / "faiss")
+    ingest(faiss_store, [ListSource("test", CORPUS)], embedder, chunker)
+    store = milvus(tmp_path)
+    ingest(store, [ListSource("test", CORPUS)], embedder, chunker)
+    vector = embedder.embed(["matrix storage formats"])[0]
+    dense = store.search_dense(vector, 4)
+    assert [r for r, _ in dense] == [r for r, _ in faiss_store.search_dense(vector, 4)]
+    assert dense[0][1] == pytest.approx(faiss_store.search_dense(vector, 1)[0][1], abs=1e-5)
+    bm25 = [r for r, _ in store.search_terms("compressed row sparse storage", 4)]
+    assert bm25 == [r for r, _ in faiss_store.search_terms("compressed row sparse storage", 4)]
+
+
+def test_update_and_delete_by_document(tmp_path, embedder, chunker):
+    store = milvus(tmp_path)
+    ingest(store, [ListSource("test", CORPUS)], embedder, chunker)
+    edited = doc("Installing", "Run configure, then make check to test the build.")
+    added = doc("Profiling", "Run with -log_view to print a performance summary.")
+    docs = [CORPUS[0], CORPUS[1], edited, added]  # "Matrix formats" removed
+    report = ingest(store, [ListSource("test", docs)], embedder, chunker)
+    assert report.documents == 2 and report.deleted_documents == 1 and store.generation() == 2
+    found = titles(store, embedder, "matrix storage", k=10)
+    assert "Matrix formats" not in found and "Profiling" in found
+    assert not store.search_terms("download mpich", 5)  # the old text of "Installing" is gone
+    rows = store.client.query(store.collection, filter="pk >= 0", output_fields=["count(*)"])
+    assert rows[0]["count(*)"] == 4  # retired rows were dropped, not left behind
+    assert ingest(store, [ListSource("test", docs)], embedder, chunker).documents == 0
+    assert store.generation() == 2
+
+
+def test_crash_mid_ingest_leaves_the_last_generation(tmp_path, embedder, chunker):
+    store = milvus(tmp_path)
+    ingest(store, [ListSource("test", CORPUS)], embedder, chunker)
+
+    def crash() -> None:
+        raise RuntimeError("simulated crash")
+
+    edited = [doc("Installing", "Completely different text about GPUs and CUDA."), *CORPUS[:3]]
+    with pytest.raises(RuntimeError, match="simulated"):
+        ingest(store, [ListSource("test", edited)], embedder, chunker, before_commit=crash)
+    fresh = milvus(tmp_path)
+    assert fresh.generation() == 1
+    hits = retriever(fresh, embedder).search("download MPI when installing")
+    assert hits[0].title == "Installing" and "configure" in hits[0].text
+    assert not fresh.search_terms("gpus cuda", 5)
+    report = ingest(fresh, [ListSource("test", edited)], embedder, chunker)
+    assert report.documents == 1 and fresh.generation() == 2
+    assert titles(fresh, embedder, "GPUs and CUDA")[0] == "Installing"
+
+
+def test_copy_between_backends_without_embedding(tmp_path, embedder, chunker):
+    faiss_store = Store(tmp_path / "data")
+    ingest(faiss_store, [ListSource("test", CORPUS)], embedder, chunker)
+    store = milvus(tmp_path)
+    assert store.copy_from_records(embedder.name, 384, _policy()) == 4
+    assert titles(store, embedder, "matrix storage")[0] == "Matrix formats"
+    assert store.generation() == 1 and titles(faiss_store, embedder, "matrix storage")[0] == (
+        "Matrix formats"
+    )
+
+
+def _policy():
+    from sciknow.index.embed_policy import EmbedPolicy
+
+    return EmbedPolicy()
