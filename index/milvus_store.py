@@ -26,6 +26,7 @@ whole and by its parts on either backend; k1 and b are bm25s's defaults.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -126,16 +127,34 @@ class MilvusStore(Store):
 
     def __init__(self, data_dir: str | Path, uri: str, collection: str) -> None:
         super().__init__(data_dir)
+        self.uri = uri
         self.client = milvus_client(uri)
         self.collection = collection
+        # SQLite's meta row naming the generation this collection holds, written in the
+        # transaction that commits it: a generation the FAISS store (or another collection)
+        # committed since is never served from stale rows.
+        self._marker = f"milvus:{uri}#{collection}"
 
     def _has_collection(self) -> bool:
         return bool(self.client.has_collection(self.collection))
 
     def needs_generation(self) -> bool:
-        """Also when the collection is missing: a data directory the FAISS store built (or
-        a new server) gets its Milvus rows from the next ingest."""
-        return super().needs_generation() or not self._has_collection()
+        """Also when the collection does not hold the committed generation (a data
+        directory the FAISS store built, a new server): the next ingest brings it there."""
+        generation = self.generation()
+        synced = self.meta_value(self._marker) == str(generation) and self._has_collection()
+        return generation == 0 or not synced
+
+    def _committed(self) -> int:
+        """The generation readers see; refused when the collection does not hold it."""
+        generation = self.generation()
+        if generation and self.meta_value(self._marker) != str(generation):
+            raise RuntimeError(
+                f"the Milvus collection {self.collection!r} at {self.uri} does not hold the "
+                f"index in {self.root} (generation {generation}): run `sciknow ingest` or "
+                f"`sciknow index copy --to {self.uri}`"
+            )
+        return generation
 
     # ----- reading -----------------------------------------------------------------
 
@@ -160,7 +179,7 @@ class MilvusStore(Store):
         if len(vectors) == 0 or (allowed is not None and len(allowed) == 0):
             return [[] for _ in range(len(vectors))]
         queries = np.asarray(vectors, dtype=np.float32).tolist()
-        expression = _within(f"has_vector and {_live(self.generation())}", allowed)
+        expression = _within(f"has_vector and {_live(self._committed())}", allowed)
         return self._search(queries, "vector", k, expression)
 
     def search_terms(
@@ -170,7 +189,7 @@ class MilvusStore(Store):
         words = " ".join(terms(query))
         if not words or (allowed is not None and len(allowed) == 0):
             return []
-        hits = self._search([words], "sparse", k, _within(_live(self.generation()), allowed))
+        hits = self._search([words], "sparse", k, _within(_live(self._committed()), allowed))
         return [(rowid, abs(score)) for rowid, score in hits[0] if score]  # Lite negates it
 
     def lookup_symbols(
@@ -181,9 +200,9 @@ class MilvusStore(Store):
         lowered = sorted({n.lower() for n in names})
         if not lowered or not self._has_collection():
             return []
-        quoted = ",".join(f'"{name}"' for name in lowered)
+        quoted = ",".join(json.dumps(name) for name in lowered)
         expression = _within(
-            f"array_contains_any(symbols, [{quoted}]) and {_live(self.generation())}", allowed
+            f"array_contains_any(symbols, [{quoted}]) and {_live(self._committed())}", allowed
         )
         wanted = set(lowered)
         hits = [
@@ -196,7 +215,7 @@ class MilvusStore(Store):
     def _vector_count(self) -> int:
         if not self._has_collection():
             return 0
-        expression = f"has_vector and {_live(self.generation())}"
+        expression = f"has_vector and {_live(self._committed())}"
         rows = self.client.query(self.collection, filter=expression, output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
@@ -236,6 +255,7 @@ class MilvusStore(Store):
         new = [row for row in want if (row["rowid"], row["vector_key"]) not in have]
         self._insert(new, generation, embedder_name, dimension)
         self.client.flush(self.collection)
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (self._marker, generation))
 
     def _wanted_rows(self, embedder_name: str, policy: EmbedPolicy) -> list[dict[str, Any]]:
         """One row per chunk in SQLite, without its vector: `vector_key` names the cached
@@ -318,10 +338,8 @@ class MilvusStore(Store):
         self._mark_removed(marked, 0)
         self.client.flush(self.collection)
 
-    def copy_from_records(self, embedder_name: str, dimension: int, policy: EmbedPolicy) -> int:
-        """Replace the collection with the committed generation's chunks, their vectors
-        from the embedding cache (nothing is embedded); the rows written."""
+    def build_current(self, policy: EmbedPolicy) -> None:
+        """A fresh collection of the committed generation's chunks (see `Store`)."""
         if self._has_collection():
             self.client.drop_collection(self.collection)
-        self._build_generation(self.generation(), embedder_name, dimension, policy)
-        return int(self.client.get_collection_stats(self.collection)["row_count"])
+        super().build_current(policy)

@@ -619,9 +619,17 @@ class Store:
         self._remove_stray_generations()
 
     def needs_generation(self) -> bool:
-        """Whether the next write builds a generation even when no row changed (a new
-        index; `MilvusStore` also when its collection is missing)."""
-        return self.generation() == 0
+        """Whether the next write builds a generation even when no row changed: a new
+        index, or one whose committed generation another backend wrote (`MilvusStore`)."""
+        generation = self.generation()
+        return generation == 0 or not self._faiss_path(generation).exists()
+
+    def build_current(self, policy: EmbedPolicy) -> None:
+        """Write this backend's search parts of the committed generation from the records
+        and the embedding cache, embedding nothing (`sciknow index copy`)."""
+        embedder = self.meta_value("embedder") or ""
+        dimension = int(self.meta_value("dimension") or 0)
+        self._build_generation(self.generation(), embedder, dimension, policy)
 
     def embedder_differs(self, name: str) -> bool:
         """Whether the committed vectors were made by another embedder than `name`."""

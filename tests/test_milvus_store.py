@@ -9,6 +9,7 @@ from test_index import CODE, CORPUS, PREFIXES, doc, retriever
 
 from sciknow.config import Config, StoreConfig
 from sciknow.index.chunking import Chunker
+from sciknow.index.embed_policy import EmbedPolicy
 from sciknow.index.factory import open_store
 from sciknow.index.milvus_store import MilvusStore
 from sciknow.index.pipeline import ingest
@@ -109,18 +110,24 @@ def test_crash_mid_ingest_leaves_the_last_generation(tmp_path, embedder, chunker
     assert titles(fresh, embedder, "GPUs and CUDA")[0] == "Installing"
 
 
-def test_copy_between_backends_without_embedding(tmp_path, embedder, chunker):
+def test_backends_take_turns_on_one_data_directory(tmp_path, embedder, chunker):
+    """A generation one backend committed is never served stale by the other: it refuses
+    until `build_current` (`index copy`) or an ingest brings it up, embedding nothing."""
     faiss_store = Store(tmp_path / "data")
     ingest(faiss_store, [ListSource("test", CORPUS)], embedder, chunker)
     store = milvus(tmp_path)
-    assert store.copy_from_records(embedder.name, 384, _policy()) == 4
+    with pytest.raises(RuntimeError, match="index copy --to"):
+        store.search_terms("matrix storage", 3)
+    store.build_current(EmbedPolicy())
     assert titles(store, embedder, "matrix storage")[0] == "Matrix formats"
-    assert store.generation() == 1 and titles(faiss_store, embedder, "matrix storage")[0] == (
-        "Matrix formats"
-    )
-
-
-def _policy():
-    from sciknow.index.embed_policy import EmbedPolicy
-
-    return EmbedPolicy()
+    assert store.generation() == 1 == faiss_store.generation()
+    edited = [doc("Matrix formats", "Dense storage keeps every entry, MATDENSE."), *CORPUS[:2]]
+    ingest(faiss_store, [ListSource("test", edited)], embedder, chunker)
+    with pytest.raises(RuntimeError, match="does not hold the index"):
+        store.search_terms("matrix storage", 3)
+    report = ingest(store, [ListSource("test", edited)], embedder, chunker)
+    assert report.documents == 0 and report.embedded == 0 and store.generation() == 3
+    assert store.search_terms("matdense", 1) and not store.search_terms("matbaij", 1)
+    again = ingest(faiss_store, [ListSource("test", edited)], embedder, chunker)
+    assert again.embedded == 0 and faiss_store.generation() == 4  # FAISS files rebuilt
+    assert titles(faiss_store, embedder, "dense storage")[0] == "Matrix formats"
