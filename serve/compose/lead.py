@@ -28,7 +28,6 @@ MAX_NOTES = 2
 NOTE_RE = re.compile(r"\b(default|PETSC_[A-Z_]+|SetFromOptions|must be called|before|unchanged)")
 NAMES_FROM_PASSAGES = 3  # top passages whose names are candidates
 MAX_CANDIDATES = 24
-TUTORIAL_RE = re.compile(r"/tutorials/")
 LINE_FRAGMENT_RE = re.compile(r"#L\d+(?:-\d+)?$")
 
 
@@ -133,15 +132,20 @@ class Call:
 
 def tutorial_call(store: Store, name: str) -> Call | None:
     """The first tutorial line (shortest path first) that calls `name`."""
-    hits = store.lookup_symbols([name], 200)
-    items = store.evidence([rowid for rowid, _ in hits])
+    rows = store.conn.execute(
+        "SELECT c.rowid FROM symbols s JOIN chunks c ON c.rowid = s.chunk_rowid "
+        "JOIN documents d ON d.id = c.doc_id WHERE s.lower = ? AND d.kind = 'example' "
+        "AND d.origin LIKE '%/tutorials/%' ORDER BY length(d.origin), d.origin, c.rowid "
+        "LIMIT ?",
+        (name.lower(), MAX_CANDIDATES),
+    )
+    rowids = [int(rowid) for (rowid,) in rows]
+    items = store.evidence(rowids)
     pattern = re.compile(rf"\b{re.escape(name)}\s*\(")
-    for item in sorted(items.values(), key=lambda e: (len(e.doc_id), e.doc_id)):
-        if item.kind != "example" or not TUTORIAL_RE.search(item.doc_id):
-            continue
-        found = pattern.search(item.text)
+    for rowid in rowids:
+        found = pattern.search(items[rowid].text)
         if found:
-            return _call(store, item, found.start())
+            return _call(store, items[rowid], found.start())
     return None
 
 
