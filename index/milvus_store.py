@@ -27,6 +27,7 @@ whole and by its parts on either backend; k1 and b are bm25s's defaults.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -61,6 +62,10 @@ def milvus_client(uri: str) -> Any:
         ) from err
     if "://" not in uri:
         Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # Milvus Lite serves gRPC inside this process and lacks AllocTimestamp, which
+        # pymilvus tries while creating an index and then does without; the server would
+        # log each try as an error with a traceback.
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     return MilvusClient(uri, token=os.environ.get(TOKEN_ENV, ""))
 
 

@@ -626,7 +626,10 @@ class Store:
 
     def build_current(self, policy: EmbedPolicy) -> None:
         """Write this backend's search parts of the committed generation from the records
-        and the embedding cache, embedding nothing (`sciknow index copy`)."""
+        and the embedding cache, embedding nothing (`sciknow index copy`); FAISS files
+        of a generation never change, so existing ones stay."""
+        if not self.needs_generation():
+            return
         embedder = self.meta_value("embedder") or ""
         dimension = int(self.meta_value("dimension") or 0)
         self._build_generation(self.generation(), embedder, dimension, policy)

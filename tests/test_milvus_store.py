@@ -7,7 +7,7 @@ import pytest
 from sources import ListSource
 from test_index import CODE, CORPUS, PREFIXES, doc, retriever
 
-from sciknow.config import Config, StoreConfig
+from sciknow.config import Config, IngestConfig, StoreConfig
 from sciknow.index.chunking import Chunker
 from sciknow.index.embed_policy import EmbedPolicy
 from sciknow.index.factory import open_store
@@ -131,3 +131,26 @@ def test_backends_take_turns_on_one_data_directory(tmp_path, embedder, chunker):
     again = ingest(faiss_store, [ListSource("test", edited)], embedder, chunker)
     assert again.embedded == 0 and faiss_store.generation() == 4  # FAISS files rebuilt
     assert titles(faiss_store, embedder, "dense storage")[0] == "Matrix formats"
+
+
+def test_index_copy_command_moves_the_index_and_back(tmp_path, monkeypatch, capsys, embedder):
+    from sciknow.ui import cli
+
+    monkeypatch.chdir(tmp_path)  # no sciknow.toml: the defaults
+    data = tmp_path / "data"
+    ingested = IngestConfig()
+    ingest(
+        Store(data), [ListSource("test", [*CORPUS, CODE])], embedder, Chunker(), None,
+        ingested.skip_embedding_kinds, embed_head_chars=ingested.embed_head_chars,
+    )  # fmt: skip
+    base = ["--data-dir", str(data)]
+    assert cli.main([*base, "index", "copy", "--to", "lite.db"]) == 0
+    assert "5 chunks, 4 vectors" in capsys.readouterr().out
+    monkeypatch.setenv("SCIKNOW_STORE__BACKEND", "milvus")
+    monkeypatch.setenv("SCIKNOW_STORE__URI", "lite.db")
+    assert cli.main([*base, "search", "compressed row storage", "--json"]) == 0
+    assert '"title": "Matrix formats"' in capsys.readouterr().out.split("}")[0]
+    assert cli.main([*base, "index", "copy", "--to", "faiss"]) == 0
+    monkeypatch.setenv("SCIKNOW_INGEST__SKIP_EMBEDDING_KINDS", "")
+    assert cli.main([*base, "index", "copy", "--to", "faiss"]) == 2
+    assert "embedding policy" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from sciknow.ui.attribute import add_attribute_parser
 from sciknow.ui.check_code import add_check_code_parser
 from sciknow.ui.discordbot.bot import add_discord_parser
 from sciknow.ui.feedback import add_feedback_parser
+from sciknow.ui.index_copy import add_index_parser
 from sciknow.ui.mcp_server import add_mcp_parser
 from sciknow.ui.patch import add_patch_parser
 from sciknow.ui.tune import add_tune_parser
@@ -260,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mcp_parser(verbs)
     add_patch_parser(verbs)
     add_tune_parser(verbs)
+    add_index_parser(verbs)
     return parser
 
 
