@@ -48,7 +48,7 @@ from sciknow.eval.metrics import (
     tokens,
 )
 from sciknow.index.embed import Embedder
-from sciknow.index.factory import make_chunker
+from sciknow.index.factory import make_chunker, open_store
 from sciknow.index.pipeline import ingest
 from sciknow.index.store import Filters, Store
 from sciknow.ingest.base import Source
@@ -267,7 +267,7 @@ def build_index(
     `sciknow-repo-all`) and of the configured index, so switching modes or adding the
     repository embeds only new text.
     """
-    store = Store(cache / index_folder(index, exclude, repo))
+    store = open_store(config, cache / index_folder(index, exclude, repo))
     if store.generation() == 0:
         seed_embeddings(store, [*sorted(cache.glob(f"{index}-*")), config.data_path])
     if index == "baseline":
