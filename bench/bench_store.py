@@ -1,0 +1,158 @@
+"""Vector-store search at scale on synthetic chunks (run by hand; README "Scaling out").
+
+    python bench/bench_store.py [--n 1000000] [--dim 384] [--queries 200] [--k 60]
+        [--threads 1] [--backends faiss-flat,faiss-hnsw,milvus-lite] [--out FILE.json]
+
+Each backend runs in its own process (so its memory is its own): it builds an index of
+`n` random unit vectors, each with a chunk of 150-250 words drawn from a Zipf law over a
+20,000-word vocabulary (the length of a 256-token chunk), then times `queries` top-k
+searches one at a time: dense for every backend, and Milvus's BM25 over the texts for
+Milvus (the FAISS store's BM25 is bm25s in memory, measured in README "Speed"). It
+reports build seconds, search p50/p95 in milliseconds and the process's peak RSS.
+Milvus Lite uses the schema and index parameters of `index/milvus_store.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sciknow.eval.metrics import percentile
+
+VOCABULARY = 20_000
+BATCH = 5_000
+
+
+def vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    out = rng.standard_normal((n, dim), dtype=np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def texts(rng: np.random.Generator, n: int) -> list[str]:
+    lengths = rng.integers(150, 250, n)
+    words = np.minimum(rng.zipf(1.2, int(lengths.sum())), VOCABULARY)
+    out, start = [], 0
+    for length in lengths:
+        out.append(" ".join(f"w{w}" for w in words[start : start + length]))
+        start += length
+    return out
+
+
+def timed(search, queries: list) -> dict[str, float]:
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        search(query)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": percentile(times, 50), "p95_ms": percentile(times, 95)}
+
+
+def run_faiss(args: argparse.Namespace, hnsw: bool) -> dict[str, object]:
+    import faiss
+
+    faiss.omp_set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    if hnsw:
+        index = faiss.IndexHNSWFlat(args.dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+    else:
+        index = faiss.IndexFlatIP(args.dim)
+    for first in range(0, args.n, BATCH):
+        index.add(vectors(rng, min(BATCH, args.n - first), args.dim))
+    build = time.perf_counter() - start
+    if hnsw:
+        index.hnsw.efSearch = max(64, args.k)
+    queries = [q.reshape(1, -1) for q in vectors(rng, args.queries, args.dim)]
+    return {"build_s": build, "dense": timed(lambda q: index.search(q, args.k), queries)}
+
+
+def run_milvus(args: argparse.Namespace) -> dict[str, object]:
+    from sciknow.index.milvus_store import _index_params, _schema, milvus_client
+
+    rng = np.random.default_rng(0)
+    folder = Path(tempfile.mkdtemp(prefix="bench-milvus-"))
+    client = milvus_client(str(folder / "bench.db"))
+    client.create_collection(
+        "bench", schema=_schema(client, args.dim), index_params=_index_params(client),
+        consistency_level="Strong",
+    )  # fmt: skip
+    start = time.perf_counter()
+    for first in range(0, args.n, BATCH):
+        count = min(BATCH, args.n - first)
+        rows = zip(vectors(rng, count, args.dim), texts(rng, count), strict=True)
+        client.insert(
+            "bench",
+            [
+                {"pk": first + i, "rowid": first + i, "terms": text, "vector": vector.tolist(),
+                 "has_vector": True, "vector_key": "", "symbols": [], "defines": [],
+                 "kind": "doc", "source": "bench", "official": True, "added": 1, "removed": 0}
+                for i, (vector, text) in enumerate(rows)
+            ],
+        )  # fmt: skip
+    client.flush("bench")
+    build = time.perf_counter() - start
+    live = "added <= 1 and (removed == 0 or removed > 1)"  # what MilvusStore asks for
+
+    def search(data: list, field: str) -> None:
+        client.search("bench", data=data, anns_field=field, limit=args.k, filter=live)
+
+    dense = [[q.tolist()] for q in vectors(rng, args.queries, args.dim)]
+    words = [[f"w{a} w{b} w{c}"] for a, b, c in rng.integers(1, 2000, (args.queries, 3))]
+    disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return {
+        "build_s": build,
+        "dense": timed(lambda q: search(q, "vector"), dense),
+        "bm25": timed(lambda q: search(q, "sparse"), words),
+        "disk_mb": disk / 2**20,
+    }
+
+
+def one(args: argparse.Namespace) -> None:
+    backend = args.one
+    if backend == "milvus-lite":
+        result = run_milvus(args)
+    else:
+        result = run_faiss(args, hnsw=backend == "faiss-hnsw")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"backend": backend, "n": args.n, "peak_rss_mb": peak, **result}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=60, help="candidates per retriever")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="FAISS threads (one query at a time: 1)"
+    )
+    parser.add_argument("--backends", default="faiss-flat,faiss-hnsw,milvus-lite")
+    parser.add_argument("--out", help="also write the results here (JSON)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one backend
+    args = parser.parse_args()
+    if args.one:
+        one(args)
+        return
+    results = []
+    for backend in args.backends.split(","):
+        common = ["--n", str(args.n), "--dim", str(args.dim), "--queries", str(args.queries),
+                  "--k", str(args.k), "--threads", str(args.threads)]  # fmt: skip
+        child = [sys.executable, __file__, *common, "--one", backend]
+        line = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(line.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
