@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS symbols (
 );
 CREATE INDEX IF NOT EXISTS symbols_lower ON symbols (lower);
 CREATE INDEX IF NOT EXISTS symbols_chunk ON symbols (chunk_rowid);
+-- Definitions alone: a type every page mentions (PetscInt) has one definition.
+CREATE INDEX IF NOT EXISTS symbols_defined ON symbols (lower) WHERE defines = 1;
 CREATE TABLE IF NOT EXISTS source_state (source TEXT PRIMARY KEY, state TEXT NOT NULL);
 """
 

@@ -31,23 +31,11 @@ from sciknow.rerank.fusion import (
     symbol_ranking,
 )
 from sciknow.rerank.question import question_kind
+from sciknow.rerank.target import target_page
 
 __all__ = ["HybridRetriever", "reciprocal_rank_fusion"]
 
 _IDENTIFIER_RE = re.compile(r"-?[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _manpage_first(candidates: list[Evidence], floor: float) -> list[Evidence]:
-    """For a how-to question, the man page whose head (name, summary, synopsis) is closest
-    to the question goes first when its cosine clears `floor` (0: off): its summary line
-    describes exactly what the question asks for."""
-    pages = [e for e in candidates if e.kind == "manpage" and "dense" in e.scores]
-    if not floor or not pages:
-        return candidates
-    best = max(pages, key=lambda e: e.scores["dense"])
-    if best.scores["dense"] < floor:
-        return candidates
-    return [best, *(e for e in candidates if e is not best)]
 
 
 def looks_like_identifier(word: str) -> bool:
@@ -174,9 +162,26 @@ class HybridRetriever:
             pool = max(self.settings.rerank_candidates, k)
             reranked = self.reranker.rerank(question, candidates[:pool], pool)
             candidates = reranked + candidates[pool:]
-        if kind == "api":
-            candidates = _manpage_first(candidates, self.settings.manpage_first)
+        if kind in ("api", "option") and self.settings.manpage_first:
+            candidates = self._target_first(question, vector, candidates)
         return self.diversifier.rerank(question, candidates, k)
+
+    def _target_first(
+        self, question: str, vector: np.ndarray, candidates: list[Evidence]
+    ) -> list[Evidence]:
+        """A how-to question's man page (`target.py`) goes first when its head's cosine to
+        the question clears `manpage_first`: its summary line describes exactly what the
+        question asks for."""
+        names = self.query_symbols(question)
+        prefixes = self.profile.symbol_prefixes
+        target = target_page(self.store, question, vector, names, candidates, prefixes)
+        if target is None or target.similarity < self.settings.manpage_first:
+            return candidates
+        first = target.evidence
+        first.scores = {"dense": target.similarity, "target": target.score}
+        first.score = (candidates[0].score if candidates else 0.0) + target.score
+        first.reason = "the man page of what the question asks"
+        return [first, *(e for e in candidates if e.chunk_id != first.chunk_id)]
 
     def _weigh_kinds(self, candidates: list[Evidence], kind: str) -> list[Evidence]:
         """Scale fused scores by `kind_weights` and re-sort (ties keep the fused order).

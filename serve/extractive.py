@@ -43,7 +43,8 @@ from sciknow.index.terms import terms
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Evidence
 from sciknow.rerank.question import question_kind
-from sciknow.serve.compose.lead import Target, manpage_lead, target_page, tutorial_call
+from sciknow.rerank.target import Target, target_page
+from sciknow.serve.compose.lead import manpage_lead, tutorial_call
 from sciknow.serve.compose.units import clean, code_is_about, stands_alone
 from sciknow.serve.segment import Unit, segment
 
@@ -153,7 +154,9 @@ class Extractor:
         question_vector = self.embedder.embed([question])[0]
         target = None
         if kind != "version":
-            found = target_page(self.store, question_vector, names, evidence, self.prefixes)
+            found = target_page(
+                self.store, question, question_vector, names, evidence, self.prefixes
+            )
             target = found if found and found.similarity >= LEAD_FLOOR else None
         about = [*names, *([target.page.title] if target else [])]
         if target is not None:
