@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from sciknow.index.embed_policy import EmbedPolicy
-from sciknow.index.store import Store
+from sciknow.index.store import Filters, Store
 from sciknow.index.terms import terms
 from sciknow.records import Chunk
 
@@ -121,9 +121,31 @@ def _live(generation: int) -> str:
     return f"added <= {generation} and (removed == 0 or removed > {generation})"
 
 
+class FilteredRowids(np.ndarray):
+    """The rowids a `Filters` allows, as `Store.allowed_rowids` returns them, carrying
+    the filter as an expression over the collection's own fields: a search then filters
+    inside Milvus instead of sending every allowed rowid (3,600 of them doubled a dense
+    search's time on the docs index). Arrays derived from it are plain rowids again."""
+
+    expression: str
+
+
+def _filter_expression(filters: Filters) -> str:
+    clauses = [
+        f"{field} in {json.dumps(list(values))}"
+        for field, values in (("kind", filters.kinds), ("source", filters.sources))
+        if values
+    ]
+    if filters.official is not None:
+        clauses.append(f"official == {str(filters.official).lower()}")
+    return " and ".join(clauses)
+
+
 def _within(expression: str, allowed: np.ndarray | None) -> str:
     if allowed is None:
         return expression
+    if isinstance(allowed, FilteredRowids):
+        return f"{expression} and {allowed.expression}"
     return f"{expression} and rowid in [{','.join(map(str, allowed.tolist()))}]"
 
 
@@ -162,6 +184,14 @@ class MilvusStore(Store):
         return generation
 
     # ----- reading -----------------------------------------------------------------
+
+    def allowed_rowids(self, filters: Filters) -> np.ndarray | None:
+        rowids = super().allowed_rowids(filters)
+        if rowids is None:
+            return None
+        allowed = rowids.view(FilteredRowids)
+        allowed.expression = _filter_expression(filters)
+        return allowed
 
     def _search(
         self, data: list[Any], field: str, k: int, expression: str

@@ -3,9 +3,10 @@ through the fusion, filters, delete, update, a crash mid-ingest, and `index copy
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from sources import ListSource
-from test_index import CODE, CORPUS, PREFIXES, doc, retriever
+from support.corpus import CODE, CORPUS, PREFIXES, doc, retriever
+from support.sources import ListSource
 
 from sciknow.config import Config, IngestConfig, StoreConfig
 from sciknow.index.chunking import Chunker
@@ -56,6 +57,12 @@ def test_ingest_and_search_through_the_fusion(tmp_path, embedder, chunker):
     assert store.evidence([code[0][0]]).popitem()[1].kind == "code"
     only = retriever(store, embedder).search("tolerance", filters=Filters(kinds=("manpage",)))
     assert [e.kind for e in only] == ["manpage"]
+    allowed = store.allowed_rowids(Filters(kinds=("doc", "code"), official=True))
+    vector = embedder.embed(["tolerance"])[0]
+    as_rowids = np.asarray(allowed).copy()  # the same filter sent as rowids
+    assert store.search_dense(vector, 5, allowed) == store.search_dense(vector, 5, as_rowids)
+    assert len(store.search_dense(vector, 5, allowed)) == 3  # docs; code has no vector
+    assert store.search_terms("restart", 5, allowed) == store.search_terms("restart", 5, as_rowids)
     assert retriever(store, embedder).search("tolerance", filters=Filters(official=False)) == []
 
 
