@@ -61,7 +61,12 @@ MIN_UNIT_CHARS = 25
 MAX_CANDIDATES = 15
 LEAD_FLOOR = 0.5  # cosine of a man page's head to the question for it to lead
 MIN_UNIT_COSINE = 0.3  # a unit below this cosine to the question is never quoted
-MIN_REST_CHARS = 300  # what the units after the lead may use at least
+# What the units after the lead may use: at least MIN_REST_CHARS, at most REST_CHARS, or
+# REST_AFTER_PAGE after a man page (its fields already say what it does; the sources
+# carry the rest).
+MIN_REST_CHARS = 250
+REST_CHARS = 700
+REST_AFTER_PAGE = 350
 LEAD_UNITS = 4
 LEAD_CHARS = 500
 LEAD_CODE_LINES = 8
@@ -164,7 +169,8 @@ class Extractor:
         scored = self.scored(question, plan.evidence, about, question_vector)
         if target is None:
             _lead_with_passage(plan, kind, scored)
-        budget = max(self.max_chars - len("\n\n".join(plan.parts)), MIN_REST_CHARS)
+        room = REST_AFTER_PAGE if target is not None else REST_CHARS
+        budget = max(min(self.max_chars - len("\n\n".join(plan.parts)), room), MIN_REST_CHARS)
         rest = [c for c in scored if c.passage - 1 not in plan.used and not plan.repeats(c)]
         plan.parts.append(_render_rest(_mmr(rest, budget)))
         return plan.finish()

@@ -28,6 +28,8 @@ _DANGLING_RE = re.compile(
     r"\bas follows\.?|\be\.g\.|\bfor example,?)\s*$",
     re.IGNORECASE,
 )
+# A man page's trailing fields: lists of names, not statements.
+_FIELD_RE = re.compile(r"^(?:See also|Level|Keywords?|Concepts?)\s*:", re.IGNORECASE)
 _LIST_TABLE_RE = re.compile(r"^\s*\*?\s*-\s+\S+(?:\s+-\s+\S+)+\s*$|^\s*\*\s+-\s")
 _ROLE_RE = re.compile(r"\{(?:any|ref|doc|numref|term|eq|code|file|envvar|option)\}`([^`]*)`")
 _MATH_ROLE_RE = re.compile(r":?\{?math\}?:?`([^`]*)`")
@@ -57,7 +59,7 @@ def stands_alone(unit: Unit) -> bool:
     text = unit.text.strip()
     if unit.kind == "code":
         return True
-    if _LIST_TABLE_RE.match(text):
+    if _LIST_TABLE_RE.match(text) or _FIELD_RE.match(text):
         return False
     if unit.kind == "sentence" and (_MIDWAY_RE.match(text) or _BACKREF_RE.match(text)):
         return False
