@@ -169,13 +169,13 @@ class HybridRetriever:
     def _target_first(
         self, question: str, vector: np.ndarray, candidates: list[Evidence]
     ) -> list[Evidence]:
-        """A how-to question's man page (`target.py`) goes first when its head's cosine to
-        the question clears `manpage_first`: its summary line describes exactly what the
-        question asks for."""
+        """A how-to question's man page (`target.py`) goes first when its score (cosine of
+        its head plus its name's words in the question) clears `manpage_first`: its summary
+        line describes exactly what the question asks for."""
         names = self.query_symbols(question)
         prefixes = self.profile.symbol_prefixes
         target = target_page(self.store, question, vector, names, candidates, prefixes)
-        if target is None or target.similarity < self.settings.manpage_first:
+        if target is None or target.score < self.settings.manpage_first:
             return candidates
         first = target.evidence
         first.scores = {"dense": target.similarity, "target": target.score}

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+# "change" alone is a verb of how-to questions ("How do I change the line search?").
 VERSION_RE = re.compile(
-    r"\b(versions?|releases?|release notes|changed?|changes|removed|deprecated|renamed|"
-    r"replaced|upgrad\w*|since|broke)\b",
+    r"\b(versions?|releases?|release notes|changes in|changed in|what changed|removed|"
+    r"deprecated|renamed|upgrad\w*|broke)\b",
     re.IGNORECASE,
 )
 TROUBLE_RE = re.compile(

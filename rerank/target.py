@@ -29,7 +29,7 @@ NAMES_FROM_PASSAGES = 3  # top passages whose names are candidates
 MAX_CANDIDATES = 24
 NAME_WEIGHT = 0.3
 _NAME_WORD_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-_WORD_RE = re.compile(r"[a-z]+")
+_WORD_RE = re.compile(r"[a-z_]+")
 
 
 @dataclass
@@ -61,6 +61,7 @@ def target_page(
     if not ranked:
         return None
     words = {w.rstrip("s") for w in _WORD_RE.findall(question.lower())}
+    words |= {n.lower().rstrip("s") for n in names}
     scored = [
         (sim + NAME_WEIGHT * name_overlap(pages[r], words, prefixes), sim, r) for r, sim in ranked
     ]
@@ -72,7 +73,9 @@ def target_page(
 
 def name_overlap(name: str, words: set[str], prefixes: Sequence[str]) -> float:
     """The share of a name's words (its library prefix aside) that `words` holds:
-    `KSPSetTolerances` → set, tolerances."""
+    `KSPSetTolerances` → set, tolerances; 1 when `words` holds the name itself."""
+    if name.lower().rstrip("s") in words:
+        return 1.0
     parts = [p.lower().rstrip("s") for p in _NAME_WORD_RE.findall(name)]
     if parts and any(name.startswith(p) and len(parts[0]) <= len(p) for p in prefixes):
         parts = parts[1:]

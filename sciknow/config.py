@@ -23,15 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sciknow.errors import ConfigError
 from sciknow.records import KINDS
 
 SOURCE_KINDS = ("docs", "git", "source", "pipermail", "mbox", "gitlab", "discord-export")
 EMBEDDER_BACKENDS = ("openvino", "onnx", "torch")
 QUANTIZATIONS = ("none", "int8")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, worded so the user knows which key to fix."""
 
 
 @dataclass
@@ -229,9 +226,10 @@ class RetrievalConfig:
     max_per_doc: int = 3
     max_per_page: int = 0
     max_similarity: float = 0.8
-    # A how-to question's closest man page goes first when its cosine to the question
-    # is at least this (0: off; README, "Retrieval quality").
-    manpage_first: float = 0.5
+    # A how-to question's man page goes first when its score (cosine of its head to the
+    # question + 0.3 x its name's words in the question) is at least this (0: off;
+    # rerank/target.py; README, "Retrieval quality").
+    manpage_first: float = 0.65
     # Multiplies a passage's fused score by its document kind; kinds not named keep 1.
     # Docs and man pages answer most questions, examples and release notes fewer;
     # function bodies (72% of a whole PETSc tree's chunks) share words with any
