@@ -175,7 +175,7 @@ class HybridRetriever:
         names = self.query_symbols(question)
         prefixes = self.profile.symbol_prefixes
         target = target_page(self.store, question, vector, names, candidates, prefixes)
-        if target is None or target.score < self.settings.manpage_first:
+        if target is None or target.score < self.settings.manpage_first or not target.overlap:
             return candidates
         first = target.evidence
         first.scores = {"dense": target.similarity, "target": target.score}

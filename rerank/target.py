@@ -15,6 +15,7 @@ it. No text is embedded here: choosing costs one FAISS call.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Target:
     similarity: float
     score: float
     evidence: Evidence
+    overlap: float = 0.0  # the share of the name's words the question uses
 
 
 def target_page(
@@ -52,7 +54,8 @@ def target_page(
     prefixes: Sequence[str],
 ) -> Target | None:
     """The best-scored candidate man page (None when there is none)."""
-    wanted = _candidate_names(names, evidence, prefixes) + _option_pages(store, names)
+    listing = _option_pages(store, names)
+    wanted = listing or _candidate_names(names, evidence, prefixes)
     pages = _first_chunks(store, wanted)
     if not pages:
         return None
@@ -62,13 +65,13 @@ def target_page(
         return None
     words = {w.rstrip("s") for w in _WORD_RE.findall(question.lower())}
     words |= {n.lower().rstrip("s") for n in names}
-    scored = [
-        (sim + NAME_WEIGHT * name_overlap(pages[r], words, prefixes), sim, r) for r, sim in ranked
-    ]
-    score, similarity, rowid = max(scored)
+    overlaps = {r: name_overlap(pages[r], words, prefixes) for r, _ in ranked}
+    score, similarity, rowid = max((s + NAME_WEIGHT * overlaps[r], s, r) for r, s in ranked)
     item = store.evidence([rowid])[rowid]
     page = store.document(item.doc_id)
-    return Target(page, similarity, score, item) if page is not None else None
+    if page is None:
+        return None
+    return Target(page, similarity, score, item, overlaps[rowid] or float(bool(listing)))
 
 
 def name_overlap(name: str, words: set[str], prefixes: Sequence[str]) -> float:
@@ -94,13 +97,22 @@ def _candidate_names(
 
 
 def _option_pages(store: Store, names: Sequence[str]) -> list[str]:
-    """Man pages that list an option the question names (`-ksp_rtol` → KSPSetTolerances)."""
-    options = [n for n in names if n.startswith("-")]
+    """Man pages whose options database keys list an option the question names
+    (`-ksp_rtol` → KSPSetTolerances): for an option question, the only candidates."""
+    options = {n for n in names if n.startswith("-")}
     if not options:
         return []
-    hits = store.lookup_symbols(options, MAX_CANDIDATES)
-    items = store.evidence([rowid for rowid, _ in hits]).values()
-    return [e.title for e in items if e.kind == "manpage"]
+    rows = store.conn.execute(
+        "SELECT DISTINCT d.title, d.meta FROM symbols s JOIN chunks c ON c.rowid = s.chunk_rowid "
+        "JOIN documents d ON d.id = c.doc_id WHERE d.kind = 'manpage' "
+        f"AND s.lower IN ({','.join('?' * len(options))}) LIMIT 500",
+        [o.lower() for o in options],
+    )
+    return [
+        title
+        for title, meta in rows
+        if options & {key.split()[0] for key in json.loads(meta).get("options", {}) if key}
+    ][:MAX_CANDIDATES]
 
 
 def _first_chunks(store: Store, names: Sequence[str]) -> dict[int, str]:

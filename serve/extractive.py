@@ -59,7 +59,10 @@ MIN_UNIT_CHARS = 25
 # (the embedder runs batches that small on one thread, 4x faster on a busy machine),
 # each cut to `EMBED_CHARS`: a unit's head is enough to judge it, and cost grows with length.
 MAX_CANDIDATES = 15
-LEAD_FLOOR = 0.65  # a man page's target score (rerank/target.py) for it to lead
+# A man page leads when its target score (rerank/target.py) clears this and the question
+# uses a word of its name or an option it lists: MiniLM alone put PetscBenchCreate at
+# 0.66 for "How can I generate performance summaries?".
+LEAD_FLOOR = 0.65
 MIN_UNIT_COSINE = 0.3  # a unit below this cosine to the question is never quoted
 # What the units after the lead may use: at least MIN_REST_CHARS, at most REST_CHARS, or
 # REST_AFTER_PAGE after a man page (its fields already say what it does; the sources
@@ -162,7 +165,7 @@ class Extractor:
             found = target_page(
                 self.store, question, question_vector, names, evidence, self.prefixes
             )
-            target = found if found and found.score >= LEAD_FLOOR else None
+            target = found if found and found.score >= LEAD_FLOOR and found.overlap else None
         about = [*names, *([target.page.title] if target else [])]
         if target is not None:
             self._lead_with_page(plan, target, names)

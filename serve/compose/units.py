@@ -34,6 +34,7 @@ _LIST_TABLE_RE = re.compile(r"^\s*\*?\s*-\s+\S+(?:\s+-\s+\S+)+\s*$|^\s*\*\s+-\s"
 _ROLE_RE = re.compile(r"\{(?:any|ref|doc|numref|term|eq|code|file|envvar|option)\}`([^`]*)`")
 _MATH_ROLE_RE = re.compile(r":?\{?math\}?:?`([^`]*)`")
 _SUPERSCRIPT_RE = re.compile(r"\^(?:\\[A-Za-z]+|\*|\{[^}]*\})")
+_VERBATIM_RE = re.compile(r"(?<!\S)\.v[be](?!\S)|\\(?=:)")  # man-page .vb/.ve, `\:`
 _LABEL_RE = re.compile(r"\s*<[^<>`]+>$")
 
 
@@ -41,7 +42,7 @@ def clean(text: str) -> str:
     """The unit's text with MyST roles reduced to their text and math residue dropped."""
     text = _ROLE_RE.sub(_role_text, text)
     text = _MATH_ROLE_RE.sub(lambda m: "" if _is_mark(m.group(1)) else f"`{m.group(1)}`", text)
-    return _SUPERSCRIPT_RE.sub("", text)
+    return " ".join(_VERBATIM_RE.sub(" ", _SUPERSCRIPT_RE.sub("", text)).split())
 
 
 def _role_text(match: re.Match[str]) -> str:
