@@ -69,8 +69,9 @@ def stands_alone(unit: Unit) -> bool:
 
 def code_is_about(unit: Unit, names: Collection[str], prefixes: tuple[str, ...]) -> bool:
     """A code block belongs in the answer only when it uses a name the answer is about
-    (any block, when the answer is about no name: a configure line, a makefile rule)."""
+    (when the answer is about no name: any block but a man page's synopsis, which is
+    about its own function: a configure line, a makefile rule)."""
     if not names:
-        return True
+        return unit.context.lower() != "synopsis"
     wanted = {n.lower() for n in names}
     return any(s.lower() in wanted for s in find_symbols(unit.text, prefixes))
