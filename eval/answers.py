@@ -42,6 +42,7 @@ from typing import Any
 from tqdm import tqdm
 
 from sciknow.config import ANSWER_MODES, Config
+from sciknow.errors import ConfigError, SourceError
 from sciknow.eval import answer_metrics as am
 from sciknow.eval.judge import CORRECT_AT, JUDGED, Judge, Sample
 from sciknow.eval.metrics import mean, percentile
@@ -513,14 +514,14 @@ def run(
     """Answer and score every question in every run; the report as a JSON-ready dict."""
     unknown = [p for p in request.pipelines if p not in PIPELINES]
     if unknown:
-        raise RuntimeError(f"unknown pipeline {unknown[0]!r}; known: {', '.join(PIPELINES)}")
+        raise ConfigError(f"unknown pipeline {unknown[0]!r}; known: {', '.join(PIPELINES)}")
     bad = [m for m in request.modes if m not in ANSWER_MODES]
     if bad:
-        raise RuntimeError(f"unknown answer mode {bad[0]!r}; known: {', '.join(ANSWER_MODES)}")
+        raise ConfigError(f"unknown answer mode {bad[0]!r}; known: {', '.join(ANSWER_MODES)}")
     questions = load_questions(request.dataset, config.profile.symbol_prefixes)
     questions = questions[: request.limit] if request.limit else questions
     if not questions:
-        raise RuntimeError(f"{request.dataset} holds no questions")
+        raise SourceError(f"{request.dataset} holds no questions")
     backend_name = request.backend or config.models.backend
     backend = LazyBackend(backend_name, lambda: build_backend(config, backend_name))
     index = ("repo-" if request.repo else "") + mode_name(request.exclude)

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from sciknow.config import Config, SourceConfig
+from sciknow.errors import ConfigError, SourceError
 from sciknow.eval.baseline import BaselineRetriever, MarkdownChunkSource, whole_chunker
 from sciknow.eval.metrics import (
     CONTEXT_BUDGET,
@@ -118,7 +119,7 @@ def load_questions(path: str | Path, prefixes: list[str]) -> list[Question]:
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise RuntimeError(f"{path}:{n}: not a question record ({err})") from None
+            raise SourceError(f"{path}:{n}: not a question record ({err})") from None
     return questions
 
 
@@ -168,7 +169,7 @@ def _cross_encoder(_: Config, opts: PipelineOptions) -> Reranker:
     from sciknow.rerank.cross_encoder import CrossEncoderReranker
 
     if not opts.cross_encoder:
-        raise RuntimeError("this pipeline needs --cross-encoder MODEL_DIR")
+        raise ConfigError("this pipeline needs --cross-encoder MODEL_DIR")
     return CrossEncoderReranker(opts.cross_encoder)
 
 
@@ -412,11 +413,11 @@ def run(request: EvalRequest, config: Config, embedder: Embedder) -> dict[str, A
     """Evaluate every requested pipeline; the report as a JSON-ready dict."""
     unknown = [p for p in request.pipelines if p not in PIPELINES]
     if unknown:
-        raise RuntimeError(f"unknown pipeline {unknown[0]!r}; known: {', '.join(PIPELINES)}")
+        raise ConfigError(f"unknown pipeline {unknown[0]!r}; known: {', '.join(PIPELINES)}")
     questions = load_questions(request.dataset, config.profile.symbol_prefixes)
     questions = questions[: request.limit] if request.limit else questions
     if not questions:
-        raise RuntimeError(f"{request.dataset} holds no questions")
+        raise SourceError(f"{request.dataset} holds no questions")
     depth = max(request.ks)
     stores: dict[str, Store] = {}
     results = []

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sciknow.config import ModelsConfig
+from sciknow.errors import BackendError, ConfigError
 from sciknow.index.export import MODEL_FILES, export_folder, exported, model_cache
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,10 @@ def package_model_dir(dist: str) -> Path:
     module = dist.replace("-", "_")
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"embedding model package {dist!r} is not installed: pip install {dist}")
+        raise ConfigError(f"embedding model package {dist!r} is not installed: pip install {dist}")
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (folder / "config.json").is_file():
-        raise RuntimeError(f"package {dist!r} has no model folder at {folder}; reinstall it")
+        raise ConfigError(f"package {dist!r} has no model folder at {folder}; reinstall it")
     return folder
 
 
@@ -339,7 +340,7 @@ class OpenAIEmbedder:
                 reply = self.client.post("/v1/embeddings", json=payload)
                 reply.raise_for_status()
             except httpx.HTTPError as err:
-                raise RuntimeError(
+                raise BackendError(
                     f"embedding server at {self.client.base_url} failed: {err}; "
                     "check models.embedder or start the server"
                 ) from err
@@ -370,16 +371,16 @@ def make_embedder(
     if spec.startswith("openai:"):
         url, _, model = spec.removeprefix("openai:").partition("#")
         if not model:
-            raise RuntimeError(f"embedder {spec!r} needs a model name: openai:<url>#<model>")
+            raise ConfigError(f"embedder {spec!r} needs a model name: openai:<url>#<model>")
         return OpenAIEmbedder(url, model, batch_size)
     folder = local_model_folder(spec)
     if folder is None or not (folder / "config.json").is_file():
-        raise RuntimeError(
+        raise ConfigError(
             f"models.embedder = {spec!r} is neither package:<dist>, openai:<url>#<model> "
             "nor a local sentence-transformers folder"
         )
     if quantization != "none" and backend != "onnx":
-        raise RuntimeError(
+        raise ConfigError(
             f"{quantization} quantization needs embedder_backend 'onnx', not {backend!r}"
         )
     if backend == "torch":

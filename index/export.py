@@ -23,6 +23,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from sciknow.errors import ConfigError
+
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_OPSET = 17
 
@@ -38,7 +40,7 @@ def export_folder(model: Path, cache: Path | None = None) -> Path:
     """The cache folder of `model`'s exports, keyed by its weights' size and mtime."""
     weights = model / "model.safetensors"
     if not weights.is_file():
-        raise RuntimeError(f"{model} has no model.safetensors to export")
+        raise ConfigError(f"{model} has no model.safetensors to export")
     stat = weights.stat()
     name = model.parent.name if model.name == "model" else model.name
     return (cache or model_cache()) / f"embedder-{name}-{stat.st_size}-{int(stat.st_mtime)}"
@@ -72,7 +74,7 @@ def _pipeline_config(model: Path) -> dict:
     modes = {key for key, value in pooling.items() if key.startswith("pooling_mode_") and value}
     mean_only = modes == {"pooling_mode_mean_tokens"} or pooling.get("pooling_mode") == "mean"
     if kinds != ["Transformer", "Pooling", "Normalize"] or not mean_only:
-        raise RuntimeError(
+        raise ConfigError(
             f"{model}: the onnx and openvino embedders support transformer + mean pooling + "
             f"normalize models, not {kinds} ({pooling}); set models.embedder_backend = 'torch'"
         )

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sciknow.errors import StoreError
 from sciknow.index.embed import IDENTITY_FILE
 from sciknow.index.pairs import Pair
 
@@ -70,7 +71,7 @@ def checkpoint_dir(folder: Path, stamp: str) -> Path | None:
     if folder.is_dir() and any(folder.glob("checkpoint-*")):
         recorded = json.loads(stamp_file.read_text()).get("stamp") if stamp_file.is_file() else ""
         if recorded != stamp:
-            raise RuntimeError(
+            raise StoreError(
                 f"{folder} holds checkpoints of another run (other pairs, options or seed): "
                 "run with the same options to resume, or delete that folder to start afresh"
             )

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from sciknow.errors import SourceError
 from sciknow.index.store import Store
 from sciknow.records import Document
 
@@ -88,7 +89,7 @@ def holdout_shingles(paths: Iterable[Path]) -> set[tuple[str, ...]]:
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
-            raise RuntimeError(f"hold-out set {path} cannot be read ({err})") from None
+            raise SourceError(f"hold-out set {path} cannot be read ({err})") from None
         for n, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -96,7 +97,7 @@ def holdout_shingles(paths: Iterable[Path]) -> set[tuple[str, ...]]:
                 record = json.loads(line)
                 texts = [str(record.get(key) or "") for key in ("question", "answer")]
             except (json.JSONDecodeError, AttributeError) as err:
-                raise RuntimeError(f"{path}:{n}: not a JSON question record ({err})") from None
+                raise SourceError(f"{path}:{n}: not a JSON question record ({err})") from None
             for text in texts:
                 found |= shingles(text)
     return found

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from sciknow.config import Profile
+from sciknow.errors import SourceError
 from sciknow.ingest.base import Skip, SkipLog, State, file_fingerprint, read_text_file
 from sciknow.ingest.code import (
     Span,
@@ -75,7 +76,7 @@ def is_url(location: str) -> bool:
 
 
 def run_git(args: list[str], cwd: Path | None, what: str, hint: str, timeout: int) -> str:
-    """Run git; on failure raise a RuntimeError saying what failed and what to do."""
+    """Run git; on failure raise a SourceError saying what failed and what to do."""
     try:
         proc = subprocess.run(
             ["git", *args],
@@ -87,11 +88,11 @@ def run_git(args: list[str], cwd: Path | None, what: str, hint: str, timeout: in
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
         )
     except FileNotFoundError:
-        raise RuntimeError("git is not installed or not on PATH; install git") from None
+        raise SourceError("git is not installed or not on PATH; install git") from None
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{what} timed out after {timeout} s; {hint}") from None
+        raise SourceError(f"{what} timed out after {timeout} s; {hint}") from None
     if proc.returncode:
-        raise RuntimeError(f"{what} failed: {proc.stderr.strip()}; {hint}")
+        raise SourceError(f"{what} failed: {proc.stderr.strip()}; {hint}")
     return proc.stdout
 
 
@@ -175,7 +176,7 @@ class GitSource:
         if not is_url(self.location):
             root = Path(self.location).expanduser()
             if not root.is_dir():
-                raise RuntimeError(
+                raise SourceError(
                     f"source {self.name!r}: {root} is not a directory; "
                     "give the path of a checkout or a git URL"
                 )
@@ -184,7 +185,7 @@ class GitSource:
         if (dest / ".git").exists():
             self._update(dest)
         elif dest.exists() and any(dest.iterdir()):
-            raise RuntimeError(
+            raise SourceError(
                 f"{dest} exists but is not a git clone; remove it so {self.location} can be cloned"
             )
         else:
@@ -230,7 +231,7 @@ class GitSource:
                 origins[path] = blobs[path] if clean else self._hash(root / path)
         try:
             self._commit = self._git(root, "rev-parse", "--verify", "HEAD")[0].strip()
-        except RuntimeError:  # a repository without commits yet
+        except SourceError:  # a repository without commits yet
             self._commit = ""
         return State(origins=origins, extra={"commit": self._commit})
 

@@ -16,12 +16,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from sciknow.errors import SourceError
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "sciknow/0.1"
 
 
-class FetchError(RuntimeError):
+class FetchError(SourceError):
     """A URL could not be fetched, after all retries where retrying made sense."""
 
     def __init__(self, url: str, reason: str, status: int | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sciknow.config import Config
+from sciknow.errors import StoreError
 from sciknow.index.factory import load_embedder, open_store
 from sciknow.index.store import Store
 from sciknow.rerank.hybrid import HybridRetriever
@@ -37,7 +38,7 @@ def build_retriever(
     ingest reads each new index generation as it is committed)."""
     store = open_store(config)
     if store.generation() == 0 and not allow_empty:
-        raise RuntimeError(f"the index in {config.data_path} is empty: run `sciknow ingest` first")
+        raise StoreError(f"the index in {config.data_path} is empty: run `sciknow ingest` first")
     reranker = None
     if config.retrieval.reranker == "llm":
         from sciknow.rerank.llm import LLMReranker

@@ -1,4 +1,5 @@
-"""The `sciknow` command line, run as users run it: a real process on real files."""
+"""The `sciknow` command line, run as users run it (a real process on real files), and
+how it reports a failed verb (in process)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import sys
 from pathlib import Path
 
 from conftest import write_docs
+
+from sciknow.errors import StoreError
+from sciknow.ui import cli
 
 
 def sciknow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -58,3 +62,33 @@ def test_errors_are_clear_and_exit_2(tmp_path):
     assert bad.returncode == 2 and "retrieval.k must be an integer" in bad.stderr
     missing = sciknow("--data-dir", str(tmp_path / "d"), "ingest", "/no/such/path", cwd=tmp_path)
     assert missing.returncode == 2 and "neither an existing path nor a URL" in missing.stderr
+
+
+def _stats_raising(monkeypatch, error: Exception) -> None:
+    """Make `sciknow stats` fail with `error`, in process."""
+
+    def failing(args, config):
+        raise error
+
+    monkeypatch.setattr(cli, "_stats", failing)
+
+
+def test_an_explained_error_is_one_line(monkeypatch, tmp_path, capsys):
+    _stats_raising(monkeypatch, StoreError("the index is empty: run `sciknow ingest` first"))
+    assert cli.main(["--data-dir", str(tmp_path), "-v", "stats"]) == 2
+    err = capsys.readouterr().err
+    assert err == "sciknow: error: the index is empty: run `sciknow ingest` first\n"
+
+
+def test_an_unexpected_error_hints_without_v_and_shows_its_traceback_with_it(
+    monkeypatch, tmp_path, capsys
+):
+    _stats_raising(monkeypatch, RuntimeError("CUDA out of memory"))
+    assert cli.main(["--data-dir", str(tmp_path), "stats"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert err.startswith("sciknow: unexpected RuntimeError: CUDA out of memory (rerun with -v")
+    assert cli.main(["--data-dir", str(tmp_path), "-v", "stats"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert "in failing" in err and err.endswith("RuntimeError: CUDA out of memory\n")

@@ -121,7 +121,7 @@ def test_config_checks_runtime_and_quantization():
         load_config(environ={"SCIKNOW_MODELS__EMBEDDER_BACKEND": "tensorflow"})
     with pytest.raises(ConfigError, match="needs embedder_backend 'onnx'"):
         load_config(environ={"SCIKNOW_MODELS__EMBEDDER_QUANTIZATION": "int8"})
-    with pytest.raises(RuntimeError, match="needs embedder_backend 'onnx'"):
+    with pytest.raises(ConfigError, match="needs embedder_backend 'onnx'"):
         make_embedder(MODEL, backend="torch", quantization="int8")
 
 
@@ -134,7 +134,7 @@ def test_a_model_the_graph_cannot_reproduce_is_refused(tmp_path):
     pooling = json.loads((model / "1_Pooling" / "config.json").read_text())
     pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
     (model / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
-    with pytest.raises(RuntimeError, match="embedder_backend = 'torch'"):
+    with pytest.raises(ConfigError, match="embedder_backend = 'torch'"):
         exported(model, "onnx", tmp_path / "cache")
     assert not (export_folder(model, tmp_path / "cache") / "model.onnx").exists()
 

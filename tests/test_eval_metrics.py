@@ -8,6 +8,7 @@ import math
 import pytest
 
 from sciknow.config import Profile
+from sciknow.errors import SourceError
 from sciknow.eval.baseline import covered_anchors
 from sciknow.eval.metrics import (
     budget_prefix,
@@ -95,6 +96,6 @@ def test_load_questions_takes_symbols_from_the_record_or_the_answer(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n\n")
     first, second = load_questions(path, Profile().symbol_prefixes)
     assert first.symbols == ["KSPSolve", "-ksp_rtol"] and second.symbols == ["VecNorm"]
-    path.write_text('{"question": "no answer"}\n')
-    with pytest.raises(RuntimeError, match=r"set\.jsonl:1"):
+    path.write_text('{"answer": "no question"}\n')  # no answer is allowed (an off-topic one)
+    with pytest.raises(SourceError, match=r"set\.jsonl:1"):
         load_questions(path, [])

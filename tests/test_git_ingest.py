@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sciknow.config import Profile
+from sciknow.errors import SourceError
 from sciknow.ingest.code import split_c, split_fortran
 from sciknow.ingest.gitsrc import GitSource
 
@@ -401,11 +402,11 @@ def test_clone_of_a_branch(repo: Path, tmp_path: Path):
 
 def test_bad_locations_give_clear_errors(tmp_path: Path):
     bad = source("file:///nonexistent/petsc.git", tmp_path)
-    with pytest.raises(RuntimeError, match=r"git clone of file:///nonexistent/petsc.git failed"):
+    with pytest.raises(SourceError, match=r"git clone of file:///nonexistent/petsc.git failed"):
         list(bad.iter_documents(None))
-    with pytest.raises(RuntimeError, match="clone it yourself and pass the path"):
+    with pytest.raises(SourceError, match="clone it yourself and pass the path"):
         list(bad.iter_documents(None))
-    with pytest.raises(RuntimeError, match="is not a directory"):
+    with pytest.raises(SourceError, match="is not a directory"):
         list(source(tmp_path / "missing", tmp_path).iter_documents(None))
 
 

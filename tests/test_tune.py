@@ -12,6 +12,7 @@ import pytest
 from sources import ListSource
 
 from sciknow.config import load_config
+from sciknow.errors import SourceError, StoreError
 from sciknow.index.embed import make_embedder, package_model_dir
 from sciknow.index.finetune import TrainSettings, checkpoint_dir, train_embedder
 from sciknow.index.pairs import Pair, extract_pairs, holdout_shingles
@@ -125,9 +126,9 @@ def test_pairs_of_each_kind_with_exclusions_and_holdout(pair_index, tmp_path):
     assert again.pairs == found.pairs  # deterministic given the seed
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"question": LEAKED}) + "\n" + '{"question": "cut off\n')
-    with pytest.raises(RuntimeError, match=r"bad\.jsonl:2: not a JSON question record"):
+    with pytest.raises(SourceError, match=r"bad\.jsonl:2: not a JSON question record"):
         holdout_shingles([bad])
-    with pytest.raises(RuntimeError, match="cannot be read"):
+    with pytest.raises(SourceError, match="cannot be read"):
         holdout_shingles([tmp_path / "missing.jsonl"])
     two = extract_pairs(pair_index, max_pairs=2, exclude=["faq/"], seed=3).pairs
     assert len(two) == 2 and len({p.kind for p in two}) == 2  # a fair share per kind
@@ -193,7 +194,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
         train_embedder(pairs, BASE, tmp_path / "resumed", TINY, tmp_path / "w2")
     monkeypatch.undo()
     assert list((tmp_path / "w2").glob("checkpoint-*"))
-    with pytest.raises(RuntimeError, match="checkpoints of another run"):
+    with pytest.raises(StoreError, match="checkpoints of another run"):
         checkpoint_dir(tmp_path / "w2", "another-stamp")
     resumed = train_embedder(pairs, BASE, tmp_path / "resumed", TINY, tmp_path / "w2")
     assert np.allclose(_vectors(resumed), _vectors(whole), atol=1e-5)

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints
 
 from sciknow.config import Config
+from sciknow.errors import ConfigError
 from sciknow.ui.verify import read_text
 
 CXX_SUFFIXES = (".cxx", ".cpp", ".cc", ".C", ".hpp")
@@ -91,7 +92,7 @@ def run_check_code(args: argparse.Namespace, config: Config) -> int:
     from sciknow.serve.codecheck.sandbox import Limits
 
     if not 1 <= args.np <= MAX_NP:
-        raise RuntimeError(f"--np must be between 1 and {MAX_NP}")
+        raise ConfigError(f"--np must be between 1 and {MAX_NP}")
     code = read_text(args.file)
     limits = Limits(wall_s=args.wall_s)
     checker = checker_for(config, args.petsc_dir, args.petsc_arch, limits)

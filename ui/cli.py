@@ -12,10 +12,12 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError, load_config
+from sciknow.errors import SciknowError
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
 from sciknow.ui.check_code import add_check_code_parser
@@ -265,6 +267,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def explained(err: Exception) -> bool:
+    """Whether `err` is one sciknow raised on purpose, its message all a user needs.
+
+    The store's `StorageError` (disk full, permissions, a broken file) is one too; it is
+    looked up only once the store module is loaded, as it must be for one to exist."""
+    store = sys.modules.get("sciknow.index.store")
+    return isinstance(err, SciknowError) or (
+        store is not None and isinstance(err, store.StorageError)
+    )
+
+
+def report_error(err: Exception, verbose: bool) -> int:
+    """Print a failed verb's error: an explained one as one line (exit status 2); any
+    other is a bug here or a fault in a library underneath, so its traceback is what
+    helps: printed with -v, and a line saying so without it (exit status 1)."""
+    if explained(err):
+        print(f"sciknow: error: {err}", file=sys.stderr)
+        return 2
+    if verbose:
+        traceback.print_exception(err, file=sys.stderr)
+    else:
+        print(
+            f"sciknow: unexpected {type(err).__name__}: {err} "
+            "(rerun with -v for the traceback, and report it if it looks like a bug)",
+            file=sys.stderr,
+        )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -282,9 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     run: Callable[[argparse.Namespace, Config], int] = args.run
     try:
         return run(args, load_config(args.config, environ))
-    except (ConfigError, RuntimeError) as err:
-        print(f"sciknow: error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        return report_error(err, args.verbose)
     except KeyboardInterrupt:
         print("sciknow: interrupted; the index keeps its last committed state", file=sys.stderr)
         return 130

@@ -39,6 +39,7 @@ from pydantic import Field, StringConstraints, ValidationError
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from sciknow.config import Config, ConfigError
+from sciknow.errors import SciknowError, StoreError
 from sciknow.records import KINDS
 from sciknow.ui.api_client import TOKEN_ENV, ApiClient, ApiError
 
@@ -106,7 +107,7 @@ class SciknowAPI:
 
         try:
             app = await asyncio.to_thread(self.build_app)
-        except (ConfigError, RuntimeError) as err:
+        except (SciknowError, RuntimeError) as err:  # and the store's, torch's, FAISS's
             raise ApiError(str(err)) from None
         return ApiClient(IN_PROCESS_URL, None, self.timeout, httpx.ASGITransport(app=app))
 
@@ -394,7 +395,7 @@ def build_app(config: Config) -> Any:
     from sciknow.serve.web.api import create_app
 
     if not (config.data_path / "index.sqlite").is_file():  # the store would create one
-        raise RuntimeError(no_index(config))
+        raise StoreError(no_index(config))
     return create_app(build_assistant(config, allow_empty=True))
 
 

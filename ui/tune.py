@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sciknow.config import Config
+from sciknow.errors import StoreError
 
 
 def add_tune_parser(verbs: Any) -> None:
@@ -56,7 +57,7 @@ def run_tune_command(args: argparse.Namespace, config: Config) -> int:
 
     store = open_store(config)
     if store.generation() == 0:
-        raise RuntimeError(f"no index in {config.data_path}: run `sciknow ingest` first")
+        raise StoreError(f"no index in {config.data_path}: run `sciknow ingest` first")
     out = Path(args.out) if args.out else config.data_path / "tuned"
     settings = TrainSettings(
         epochs=args.epochs,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sciknow.config import Config
+from sciknow.errors import SourceError, StoreError
 
 
 def add_verify_parser(verbs: Any) -> None:
@@ -38,13 +39,13 @@ def read_text(path: str) -> str:
     try:
         data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as err:
-        raise RuntimeError(f"cannot read {path}: {err.strerror or err}") from None
+        raise SourceError(f"cannot read {path}: {err.strerror or err}") from None
     if b"\0" in data:
-        raise RuntimeError(f"{path} is a binary file, not text")
+        raise SourceError(f"{path} is a binary file, not text")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise RuntimeError(f"{path} is not UTF-8 text (byte {err.start})") from None
+        raise SourceError(f"{path} is not UTF-8 text (byte {err.start})") from None
 
 
 def describe(issue: dict[str, Any]) -> str:
@@ -64,7 +65,7 @@ def run_verify(args: argparse.Namespace, config: Config) -> int:
     text = read_text(args.file) if args.file is not None else args.text
     store = open_store(config)
     if store.generation() == 0:
-        raise RuntimeError(f"the index in {config.data_path} is empty: run `sciknow ingest` first")
+        raise StoreError(f"the index in {config.data_path} is empty: run `sciknow ingest` first")
     issues = NameChecker.from_store(store, config.profile).check(text)
     found = [
         {key: issue.to_dict()[key] for key in ("name", "line", "reason", "suggestions")}

@@ -25,11 +25,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from sciknow.errors import BackendError as BackendError
+
 Message = dict[str, str]
-
-
-class BackendError(RuntimeError):
-    """A backend cannot do what was asked; the message says what to fix."""
 
 
 @dataclass

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sciknow.errors import SciknowError
+
 INSTALL_HINT = (
     "no PETSc to compile against: install Debian's (apt-get install petsc-dev openmpi-bin "
     "pkg-config; bubblewrap too for --run), or set PETSC_DIR (and PETSC_ARCH) to a built "
@@ -30,7 +32,7 @@ _REFERENCE_RE = re.compile(r"\$[({]([A-Za-z_][A-Za-z0-9_]*)[)}]")
 _VERSION_RE = re.compile(r"#define\s+PETSC_VERSION_(MAJOR|MINOR|SUBMINOR)\s+(\d+)")
 
 
-class PetscNotFound(RuntimeError):
+class PetscNotFound(SciknowError):
     """No usable PETSc (or its compiler); the message says how to install one."""
 
 

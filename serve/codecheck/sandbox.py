@@ -26,6 +26,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sciknow.errors import SciknowError
+
 NOBODY = 65534
 TAIL_CHARS = 4000
 _READ = 65536
@@ -40,7 +42,7 @@ _DENIALS = (
 )
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(SciknowError):
     """bubblewrap is missing or cannot create its namespaces here; the message says which."""
 
 

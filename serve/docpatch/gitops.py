@@ -14,11 +14,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from sciknow.errors import DraftError
+
 SYMLINK_MODE = "120000"
 DEFAULT_AUTHOR = ("sciknow", "sciknow@localhost")
 
 
-class GitError(RuntimeError):
+class GitError(DraftError):
     """A git command failed; the message carries git's own words."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sciknow.errors import DraftError as DraftError
 from sciknow.index.store import Store
 from sciknow.ingest.mail import Post
 from sciknow.records import Document, Evidence
@@ -25,10 +26,6 @@ from sciknow.serve.segment import segment
 THREAD_KINDS = ("mail", "issue", "chat")
 _ISSUE_PREFIX_RE = re.compile(r"^[#!]\d+\s+")
 MIN_QUESTION_WORDS, MAX_QUESTION_WORDS = 5, 40  # shorter: "Any idea?"; longer: a story
-
-
-class DraftError(RuntimeError):
-    """A patch cannot be drafted from what was given; the message says why."""
 
 
 @dataclass
