@@ -185,10 +185,16 @@ class HybridRetriever:
 
     def _weigh_kinds(self, candidates: list[Evidence], kind: str) -> list[Evidence]:
         """Scale fused scores by `kind_weights` and re-sort (ties keep the fused order).
-        Release notes keep their full weight for a question about versions or changes."""
+        Release notes keep their full weight for a question about versions or changes;
+        `other_question_weights` scale kinds further for questions that are neither API
+        how-tos nor options (man pages: MiniLM puts any short PETSc page close to any
+        PETSc question, and "What kind of license is PETSc released under?" drew them)."""
         weights = dict(self.settings.kind_weights)
         if kind == "version":
             weights.pop("changelog", None)
+        if kind not in ("api", "option"):
+            for name, factor in self.settings.other_question_weights.items():
+                weights[name] = weights.get(name, 1.0) * factor
         if not weights:
             return candidates
         for evidence in candidates:

@@ -237,9 +237,14 @@ class RetrievalConfig:
     kind_weights: dict[str, float] = field(
         default_factory=lambda: {"example": 0.5, "changelog": 0.5, "code": 0.25}
     )
+    # Further factors for questions that are neither API how-tos nor options
+    # (rerank/question.py): a concept or troubleshooting question is answered by the
+    # manual, the FAQ or mail more often than by a man page.
+    other_question_weights: dict[str, float] = field(default_factory=lambda: {"manpage": 0.5})
 
     def __post_init__(self) -> None:
         _check_kinds(self.kind_weights, "retrieval.kind_weights")
+        _check_kinds(self.other_question_weights, "retrieval.other_question_weights")
         if self.reranker not in RERANKERS:
             raise ConfigError(
                 f"retrieval.reranker = {self.reranker!r} is not one of {', '.join(RERANKERS)}"

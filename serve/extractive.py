@@ -260,12 +260,15 @@ def _candidates(evidence: Sequence[Evidence]) -> list[Candidate]:
 
 def _lead_with_passage(plan: _Plan, kind: str, scored: list[Candidate]) -> None:
     """The passage of the best-scored unit leads (a release note only when the question is
-    about versions; never a function body), quoted in order from its opening sentence, or
-    from that unit when it stands further in. With no unit above the floor, the first
-    such passage in retrieval order leads: retrieval judged it closest."""
+    about versions; never a function body; for a question that is no API how-to, a page
+    of the manual, FAQ or mail before a man page), quoted in order from its opening
+    sentence, or from that unit when it stands further in. With no unit above the floor,
+    the first such passage in retrieval order leads: retrieval judged it closest."""
     ranked = sorted(scored, key=lambda c: -c.score)
     choices = [(c.passage, c.unit.position) for c in ranked]
     choices += [(n, -1) for n in range(1, len(plan.evidence) + 1)]
+    if kind not in ("api", "option"):  # the manual, the FAQ or mail before a man page
+        choices.sort(key=lambda choice: plan.evidence[choice[0] - 1].kind == "manpage")
     for passage, position in choices:
         item = plan.evidence[passage - 1]
         if (item.kind == "changelog" and kind != "version") or item.kind == "code":
