@@ -44,6 +44,7 @@ GENERATION_BITS = 24  # a row's primary key is its chunk rowid and the generatio
 BM25_PARAMS = {"bm25_k1": 1.5, "bm25_b": 0.75}  # bm25s's defaults, as the FAISS store uses
 INSERT_BATCH = 1000
 QUERY_BATCH = 4000
+SYMBOL_ROWS = 16384
 MAX_TEXT = 65535  # Milvus's VARCHAR limit, in bytes
 FIELDS = ("pk", "rowid", "terms", "vector", "has_vector", "vector_key", "symbols", "defines",
           "kind", "source", "official", "added", "removed")  # fmt: skip
@@ -54,7 +55,7 @@ def milvus_client(uri: str) -> Any:
     """A `pymilvus` client for `uri`: a Milvus Lite file, or a server URL whose token
     (if any) comes from `SCIKNOW_MILVUS_TOKEN`."""
     try:
-        from pymilvus import MilvusClient
+        from pymilvus import MilvusClient, MilvusException
     except ImportError as err:
         raise RuntimeError(
             "store.backend = 'milvus' needs pymilvus (and milvus-lite for a file uri): "
@@ -62,11 +63,21 @@ def milvus_client(uri: str) -> Any:
         ) from err
     if "://" not in uri:
         Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        # Milvus Lite serves gRPC inside this process and lacks AllocTimestamp, which
-        # pymilvus tries while creating an index and then does without; the server would
-        # log each try as an error with a traceback.
+        # Milvus Lite serves gRPC inside this process and lacks AllocTimestamp and the
+        # iterators' session timestamps, which pymilvus tries (creating an index, paging
+        # a query) and then does without, logging each try as an error or a warning.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-    return MilvusClient(uri, token=os.environ.get(TOKEN_ENV, ""))
+        logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+    try:
+        return MilvusClient(uri, token=os.environ.get(TOKEN_ENV, ""))
+    except MilvusException as err:
+        if "://" in uri:
+            raise
+        raise RuntimeError(
+            f"cannot open the Milvus Lite file {uri} ({err.message}): Milvus Lite lets one "
+            "process at a time use it, so stop the other (a `sciknow serve`?) or use a "
+            "Milvus server (store.uri = 'http://host:19530')"
+        ) from err
 
 
 def _schema(client: Any, dimension: int) -> Any:
@@ -161,6 +172,8 @@ class MilvusStore(Store):
         # transaction that commits it: a generation the FAISS store (or another collection)
         # committed since is never served from stale rows.
         self._marker = f"milvus:{uri}#{collection}"
+        if self._has_collection():  # a new process finds it released (Milvus Lite)
+            self.client.load_collection(collection)
 
     def _has_collection(self) -> bool:
         return bool(self.client.has_collection(self.collection))
@@ -231,21 +244,31 @@ class MilvusStore(Store):
         self, names: Iterable[str], k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
         """Chunks that define or mention the named symbols, scored as the SQLite store
-        scores them: 2 per query symbol defined, 1 per symbol mentioned."""
+        scores them: 2 per query symbol defined, 1 per symbol mentioned.
+
+        One query of at most `SYMBOL_ROWS` rows (Milvus's limit for one query; paging
+        through more cost 0.9 s a question on Milvus Lite); past that, the chunks that
+        define a name are fetched too, so a name every code chunk mentions still finds
+        its man page first."""
         lowered = sorted({n.lower() for n in names})
         if not lowered or not self._has_collection():
             return []
-        quoted = ",".join(json.dumps(name) for name in lowered)
-        expression = _within(
-            f"array_contains_any(symbols, [{quoted}]) and {_live(self._committed())}", allowed
-        )
+        live = _within(_live(self._committed()), allowed)
+        rows = self._symbol_rows("symbols", lowered, live)
+        if len(rows) == SYMBOL_ROWS:
+            rows += self._symbol_rows("defines", lowered, live)
         wanted = set(lowered)
-        hits = [
-            (int(row["rowid"]), float(sum(s in wanted for s in row["symbols"] + row["defines"])))
-            for row in self._rows(expression, ["rowid", "symbols", "defines"])
-        ]
-        hits.sort(key=lambda hit: (-hit[1], hit[0]))
-        return hits[:k]
+        scores = {
+            int(row["rowid"]): float(sum(s in wanted for s in row["symbols"] + row["defines"]))
+            for row in rows
+        }
+        return sorted(scores.items(), key=lambda hit: (-hit[1], hit[0]))[:k]
+
+    def _symbol_rows(self, field: str, names: list[str], live: str) -> list[dict[str, Any]]:
+        return self.client.query(
+            self.collection, filter=f"array_contains_any({field}, {json.dumps(names)}) and {live}",
+            output_fields=["rowid", "symbols", "defines"], limit=SYMBOL_ROWS,
+        )  # fmt: skip
 
     def _vector_count(self) -> int:
         if not self._has_collection():

