@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from sciknow.errors import StoreError
 from sciknow.index.chunking import defined_symbol
 from sciknow.index.embed_policy import EmbedPolicy
 from sciknow.index.terms import terms
@@ -120,9 +121,10 @@ def _document(row: tuple[Any, ...]) -> Document:
     return Document(**fields)
 
 
-class StorageError(RuntimeError):
-    """A storage fault in one line: what happened, which file, what to do. A RuntimeError,
-    so every verb prints it as `sciknow: error: ...` instead of a traceback."""
+class StorageError(StoreError, RuntimeError):
+    """A storage fault in one line: what happened, which file, what to do; every verb
+    prints it as `sciknow: error: ...` instead of a traceback. Also a RuntimeError, as
+    storage faults were before they had a type."""
 
 
 def storage_error(err: BaseException, path: Path) -> StorageError | None:

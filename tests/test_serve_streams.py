@@ -140,3 +140,30 @@ def test_a_cancelled_run_stops_the_model(extractive_config):
     assert backend.closed_early.wait(timeout=10)
     assert engine.lock.acquire(timeout=10)  # and the lock is free again
     engine.lock.release()
+
+
+def test_the_lock_is_taken_in_arrival_order_and_left_when_cancelled():
+    from sciknow.serve.web.engine import WatchedLock
+
+    lock = WatchedLock()
+    assert lock.acquire() and lock.silent_for() is not None
+    order: list[int] = []
+    gave_up = threading.Event()
+
+    def wait(n: int, cancelled: threading.Event | None) -> None:
+        if lock.acquire(cancelled=cancelled):
+            order.append(n)
+            lock.release()
+
+    waiters = []
+    for n in range(5):
+        waiters.append(threading.Thread(target=wait, args=(n, gave_up if n == 2 else None)))
+        waiters[-1].start()
+        time.sleep(0.05)  # arrive one after the other
+    gave_up.set()
+    time.sleep(0.5)
+    lock.release()
+    for waiter in waiters:
+        waiter.join(timeout=10)
+    assert order == [0, 1, 3, 4]
+    assert lock.silent_for() is None and lock.acquire(blocking=False)

@@ -17,37 +17,60 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 from sciknow.records import Answer
 from sciknow.serve.answer import Assistant, Event
 
-WAIT_POLL_S = 0.2  # how often a run waiting for the lock checks whether it was cancelled
+WAIT_POLL_S = 0.2  # how often a waiter for the lock checks whether it was cancelled
 STALL_S = 300.0  # default: a holder silent this long is reported as stalled
 
 
 class WatchedLock:
-    """The generation lock, with when it was taken and when its holder last showed
-    progress, so that `/health` can tell a long answer from a wedged engine.
+    """The generation lock: taken in arrival order (a busy server's longest wait is the
+    queue ahead of it, not luck), left by a waiter whose run was cancelled, and watched:
+    when it was taken and when its holder last showed progress, so that `/health` can
+    tell a long answer from a wedged engine.
 
     Front ends that hold it themselves (the web chat) count from when they took it; the
     engine's runs count from their last event.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._turn = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._held = False
         self._progress: float | None = None
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not self._lock.acquire(blocking, timeout):
-            return False
-        self._progress = time.monotonic()
-        return True
+    def acquire(
+        self, blocking: bool = True, timeout: float = -1, cancelled: threading.Event | None = None
+    ) -> bool:
+        """Take the lock after everyone who asked before; False when not `blocking` and
+        it is busy, after `timeout` seconds, or once `cancelled` is set."""
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        ticket = object()
+        with self._turn:
+            self._waiting.append(ticket)
+            try:
+                while self._held or self._waiting[0] is not ticket:
+                    left = WAIT_POLL_S if deadline is None else deadline - time.monotonic()
+                    if not blocking or left <= 0 or (cancelled and cancelled.is_set()):
+                        return False
+                    self._turn.wait(min(left, WAIT_POLL_S))
+                self._held = True
+                self._progress = time.monotonic()
+                return True
+            finally:
+                self._waiting.remove(ticket)
+                self._turn.notify_all()
 
     def release(self) -> None:
-        self._progress = None
-        self._lock.release()
+        with self._turn:
+            self._held = False
+            self._progress = None
+            self._turn.notify_all()
 
     def __enter__(self) -> WatchedLock:
         self.acquire()
@@ -141,9 +164,8 @@ class Engine:
 
     def _work(self, run: Run, question: str, options: dict[str, Any]) -> None:
         try:
-            while not self.lock.acquire(timeout=WAIT_POLL_S):
-                if run.cancelled.is_set():
-                    return
+            if not self.lock.acquire(cancelled=run.cancelled):  # the client left
+                return
             try:
                 self._generate(run, question, options)
             finally:
