@@ -270,6 +270,9 @@ class MilvusStore(Store):
             output_fields=["rowid", "symbols", "defines"], limit=SYMBOL_ROWS,
         )  # fmt: skip
 
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "store": f"milvus {self.uri} ({self.collection})"}
+
     def _vector_count(self) -> int:
         if not self._has_collection():
             return 0

@@ -50,7 +50,9 @@ def test_ingest_and_search_through_the_fusion(tmp_path, embedder, chunker):
     store = milvus(tmp_path)
     report = ingest(store, [ListSource("test", [*CORPUS, CODE])], embedder, chunker, None, ["code"])
     assert report.documents == 5 and store.generation() == 1
-    assert store.stats()["vectors"] == 4  # the code chunk has terms and symbols, no vector
+    stats = store.stats()
+    assert stats["vectors"] == 4  # the code chunk has terms and symbols, no vector
+    assert stats["chunks"] == 5 and stats["store"].startswith("milvus ")
     assert titles(store, embedder, "How do I set the relative tolerance of the Krylov solver?")[
         0
     ] == ("KSPSetTolerances")
