@@ -67,6 +67,18 @@ def test_abandoned_streams_do_not_hold_the_model(generative):
     assert httpx.get(f"{generative}/health").json()["status"] == "ok"
 
 
+def test_an_abandoned_chat_answer_does_not_hold_the_model(generative):
+    """The web chat's API (Gradio's queue runs the answer, not the client's reading)."""
+    call = {"data": [KSP, False, [], "all", 4]}
+    for _ in range(2):
+        event = httpx.post(f"{generative}/gradio_api/call/ask", json=call).json()["event_id"]
+        with httpx.stream("GET", f"{generative}/gradio_api/call/ask/{event}", timeout=120) as s:
+            next(line for line in s.iter_lines() if "sk-streaming" in line)
+    started = time.monotonic()
+    reply = httpx.post(f"{generative}/ask", json={"question": KSP, "stream": False}, timeout=120)
+    assert reply.status_code == 200 and time.monotonic() - started < 60
+
+
 def test_sigterm_during_a_stream_exits_promptly(docs_config, serve_processes):
     url = serve_processes.start(docs_config.data_path, GENERATIVE)
     process = serve_processes.processes[url]
