@@ -352,6 +352,12 @@ class Store:
             import bm25s
             import faiss
 
+            if self.needs_generation():  # another backend (`MilvusStore`) committed it
+                raise StorageError(
+                    f"the index in {self.root} has no FAISS files for its generation "
+                    f"{generation} (another store backend wrote it): run `sciknow ingest` "
+                    "or `sciknow index copy --to faiss`"
+                )
             self._faiss = faiss.read_index(str(self._faiss_path(generation)))
             bm25_dir = self._bm25_path(generation)
             self._bm25_rowids = np.load(bm25_dir / "rowids.npy")

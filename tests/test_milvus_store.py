@@ -19,7 +19,7 @@ from sciknow.index.embed_policy import EmbedPolicy
 from sciknow.index.factory import open_store
 from sciknow.index.milvus_store import MilvusStore
 from sciknow.index.pipeline import ingest
-from sciknow.index.store import Filters, Store
+from sciknow.index.store import Filters, StorageError, Store
 
 lite = pytest.importorskip("milvus_lite.server_manager", reason="milvus-lite is not installed")
 
@@ -142,6 +142,8 @@ def test_backends_take_turns_on_one_data_directory(tmp_path, embedder, chunker):
     report = ingest(store, [ListSource("test", edited)], embedder, chunker)
     assert report.documents == 0 and report.embedded == 0 and store.generation() == 3
     assert store.search_terms("matdense", 1) and not store.search_terms("matbaij", 1)
+    with pytest.raises(StorageError, match="index copy --to faiss"):
+        faiss_store.search_terms("matdense", 1)
     again = ingest(faiss_store, [ListSource("test", edited)], embedder, chunker)
     assert again.embedded == 0 and faiss_store.generation() == 4  # FAISS files rebuilt
     assert titles(faiss_store, embedder, "dense storage")[0] == "Matrix formats"
