@@ -63,12 +63,12 @@ MAX_CANDIDATES = 15
 # uses a word of its name or an option it lists: MiniLM alone put PetscBenchCreate at
 # 0.66 for "How can I generate performance summaries?".
 LEAD_FLOOR = 0.65
-MIN_UNIT_COSINE = 0.3  # a unit below this cosine to the question is never quoted
+MIN_UNIT_COSINE = 0.4  # a unit below this cosine to the question is never quoted
 # What the units after the lead may use: at least MIN_REST_CHARS, at most REST_CHARS, or
 # REST_AFTER_PAGE after a man page (its fields already say what it does; the sources
 # carry the rest).
 MIN_REST_CHARS = 250
-REST_CHARS = 700
+REST_CHARS = 500
 REST_AFTER_PAGE = 350
 LEAD_UNITS = 4
 LEAD_CHARS = 500
