@@ -21,7 +21,10 @@ second switch that a crash could leave disagreeing with SQLite.
 BM25. Milvus computes BM25 itself from a text field (its BM25 function). The field
 holds the chunk's identifier-aware terms (`terms.py`), the same the FAISS store's BM25
 indexes, and queries are passed through `terms()` too, so `KSPSetTolerances` matches
-whole and by its parts on either backend; k1 and b are bm25s's defaults.
+whole and by its parts on either backend; k1 and b are bm25s's defaults. Each term is
+written in hexadecimal, one word whatever the analyzer: Milvus's standard tokenizer
+would split `-ksp_rtol` at its dash (and Milvus Lite's at `3.18`'s dot, the server's
+not), so the two backends, and Milvus Lite and a server, would count other terms.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ BM25_PARAMS = {"bm25_k1": 1.5, "bm25_b": 0.75}  # bm25s's defaults, as the FAISS
 INSERT_BATCH = 1000
 QUERY_BATCH = 4000
 SYMBOL_ROWS = 16384
-MAX_TEXT = 65535  # Milvus's VARCHAR limit, in bytes
+MAX_TEXT = 65535  # Milvus's VARCHAR limit, in bytes (hexadecimal terms are ASCII)
 FIELDS = ("pk", "rowid", "terms", "vector", "has_vector", "vector_key", "symbols", "defines",
           "kind", "source", "official", "added", "removed")  # fmt: skip
 TOKEN_ENV = "SCIKNOW_MILVUS_TOKEN"
@@ -125,6 +128,17 @@ def _index_params(client: Any) -> Any:
         "sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=BM25_PARAMS
     )
     return params
+
+
+def _encoded(words: list[str]) -> str:
+    """Terms as the BM25 field holds them: each one a single hexadecimal word."""
+    return " ".join(word.encode().hex() for word in words)
+
+
+def _bm25_text(chunk_terms: str) -> str:
+    """A chunk's terms for the BM25 field, cut at a whole term within Milvus's limit."""
+    text = _encoded(chunk_terms.split())
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT + 1].rpartition(" ")[0]
 
 
 def _live(generation: int) -> str:
@@ -234,7 +248,7 @@ class MilvusStore(Store):
         self, query: str, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
         """Top-k chunk rowids by Milvus's BM25 over identifier-aware terms."""
-        words = " ".join(terms(query))
+        words = _encoded(terms(query))
         if not words or (allowed is not None and len(allowed) == 0):
             return []
         hits = self._search([words], "sparse", k, _within(_live(self._committed()), allowed))
@@ -340,7 +354,7 @@ class MilvusStore(Store):
             out.append(
                 {
                     "rowid": rowid,
-                    "terms": chunk_terms.encode()[: MAX_TEXT - 4].decode(errors="ignore"),
+                    "terms": _bm25_text(chunk_terms),
                     "vector_key": f"{embedder_name}#{keys[0]}" if keys else "",
                     "symbols": mentioned,
                     "defines": defined,

@@ -74,7 +74,8 @@ def test_ingest_and_search_through_the_fusion(tmp_path, embedder, chunker):
 
 
 def test_scores_match_the_faiss_store(tmp_path, embedder, chunker):
-    """Same rows, same vectors, same terms: both backends rank alike."""
+    """Same rows, same vectors, same terms: both backends rank alike (BM25 scores are each
+    engine's own; the ranks agree), options included."""
     faiss_store = Store(tmp_path / "faiss")
     ingest(faiss_store, [ListSource("test", CORPUS)], embedder, chunker)
     store = milvus(tmp_path)
@@ -83,8 +84,9 @@ def test_scores_match_the_faiss_store(tmp_path, embedder, chunker):
     dense = store.search_dense(vector, 4)
     assert [r for r, _ in dense] == [r for r, _ in faiss_store.search_dense(vector, 4)]
     assert dense[0][1] == pytest.approx(faiss_store.search_dense(vector, 1)[0][1], abs=1e-5)
-    bm25 = [r for r, _ in store.search_terms("compressed row sparse storage", 4)]
-    assert bm25 == [r for r, _ in faiss_store.search_terms("compressed row sparse storage", 4)]
+    for query in ("compressed row sparse storage", "-ksp_rtol", "ksp rtol"):
+        milvus_hits, faiss_hits = store.search_terms(query, 4), faiss_store.search_terms(query, 4)
+        assert [r for r, _ in milvus_hits] == [r for r, _ in faiss_hits], query
 
 
 def test_update_and_delete_by_document(tmp_path, embedder, chunker):
