@@ -72,6 +72,10 @@ NAMES_FILE = "names.json"  # the names of the current generation, beside index.s
 _NAMES_FORMAT = 2  # in the names file's key: a file written by an older reading is re-read
 MIN_SCORE = 0.5  # a suggestion's similarity (0..1, see `_Suggester.score`) at least this
 _PATTERN_FOLLOWERS = "*{["
+# Other libraries' names that PETSc text quotes (MPI_Count is one edit from MPI_Comm):
+# never near misses of a library name.
+_INTRODUCED_CODE_RE = re.compile(r":\n(```|~~~)[^\n]*\n.*?^\1[ \t]*$", re.DOTALL | re.MULTILINE)
+_FOREIGN = ("MPI_", "MPIX_", "std::")
 _IDENTIFIER_RE = re.compile(r"(?<![\w\-./])[A-Za-z][A-Za-z0-9_]{5,}\b")
 _WORD_RE = re.compile(r"[\w-]+")
 _BATCH = 500  # names per SQL IN (...) (SQLite's variable limit)
@@ -375,6 +379,8 @@ class NameChecker:
             stem = name
         elif name.endswith("XXX"):
             stem = name.rstrip("X")
+        elif follower == "_":  # a family written as its prefix: `MATOP_` for MATOP_*
+            stem = name + "_"
         else:
             return False
         at = bisect.bisect_left(self._sorted, stem)
@@ -388,7 +394,7 @@ class NameChecker:
             token = match.group(0)
             if _inside(match.span(), covered) or not self._looks_like_a_name(token):
                 continue
-            if token in self.known or token in self.ignore:
+            if token in self.known or token in self.ignore or token.startswith(_FOREIGN):
                 continue
             if self._near_miss(token) is None:
                 continue
@@ -451,7 +457,8 @@ def _as_history(text: str, start: int, end: int, quoted: Sequence[Range]) -> boo
 def history_ranges(text: str, citations: Sequence[Mapping[str, Any]]) -> list[Range]:
     """The ranges of `text` that cite a changelog passage: for each marker of a citation of
     kind `changelog` (its `spans`), the text back to the previous marker or blank line, as
-    the answer metrics read a citation; adjacent markers share what they cite."""
+    the answer metrics read a citation; adjacent markers share what they cite. A marker
+    that introduces a code block (`[3]:` above a fence) cites that block too."""
     markers = sorted(
         (tuple(span), c.get("kind")) for c in citations for span in c.get("spans") or ()
     )
@@ -463,6 +470,9 @@ def history_ranges(text: str, citations: Sequence[Mapping[str, Any]]) -> list[Ra
             cited_from = blank + 2 if blank >= 0 else previous_end
         if kind == _HISTORY_KIND:
             ranges.append((cited_from, at))
+            block = _INTRODUCED_CODE_RE.match(text, marker_end)
+            if block:
+                ranges.append((marker_end, block.end()))
         previous_end = marker_end
     return ranges
 

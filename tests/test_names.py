@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.backends import scripted_assistant
 
 from sciknow.config import load_config
 from sciknow.serve.names import NameChecker, NameIssue, history_ranges, name_flags
@@ -425,7 +426,7 @@ def test_verify_rejects_binary_and_undecodable_files(library, capsys, tmp_path):
 def test_answers_carry_name_flags_and_ask_prints_them(library):
     """build_assistant wires the check (answer.check_names); `sciknow ask` prints its flags."""
     from sciknow.serve.factory import build_assistant
-    from sciknow.ui.cli import _describe_flag
+    from sciknow.ui.ask import describe_flag
 
     config, _ = library
     config = copy.deepcopy(config)
@@ -435,10 +436,10 @@ def test_answers_carry_name_flags_and_ask_prints_them(library):
         ("unknown_name", "KSPSetTolerence"),
         ("removed_name", "MatGetSubMatrix"),
     ]
-    assert _describe_flag(flags[0]).startswith(
+    assert describe_flag(flags[0]).startswith(
         "unknown-name: KSPSetTolerence (did you mean: KSPSetTolerances"
     )
-    assert _describe_flag(flags[1]) == (
+    assert describe_flag(flags[1]) == (
         "removed-name: MatGetSubMatrix (replaced by: MatCreateSubMatrix)"
     )
     config.answer.check_names = False
@@ -473,23 +474,21 @@ def test_the_bit_parallel_edit_distance_matches_the_table():
 def test_a_generated_answer_with_a_wrong_name_is_flagged_or_replaced(library):
     """The answer pipeline with the real check: kept and flagged without fallback, else
     replaced by the extractive answer with the names in the reason."""
-    from test_guard import assistant_with, run
-
     config, _ = library
     reply = "Call KSPSetTolerence() after KSPSolve(), not MatGetSubMatrix() [1]."
     question = "How do I set the tolerances with KSPSetTolerances?"
-    kept = assistant_with(config, reply, fallback=False)
+    kept = scripted_assistant(config, reply, fallback=False)
     kept.name_check = name_flags(kept.retriever.store, config.profile)
-    answer = run(kept, question)[-1].answer
+    answer = list(kept.stream(question))[-1].answer
     assert answer.text == reply
     named = [f for f in answer.flags if f["type"] in ("unknown_name", "removed_name")]
     assert [(f["type"], f["text"], reply[f["start"] : f["end"]]) for f in named] == [
         ("unknown_name", "KSPSetTolerence", "KSPSetTolerence"),
         ("removed_name", "MatGetSubMatrix", "MatGetSubMatrix"),
     ]
-    replaced = assistant_with(config, reply)
+    replaced = scripted_assistant(config, reply)
     replaced.name_check = kept.name_check
-    events = run(replaced, question)
+    events = list(replaced.stream(question))
     reset = next(e for e in events if e.kind == "reset")
     assert "KSPSetTolerence" in reset.reason and "MatGetSubMatrix" in reset.reason
     note, body = events[-1].answer.text.split("\n", 1)
@@ -582,3 +581,23 @@ def test_brace_forms_and_removed_names_in_the_index(library):
     cited = [{"n": 1, "kind": "changelog", "spans": [(len(quote) - 3, len(quote))]}]
     assert check(quote.replace("Deprecate", "Use")) != []
     assert check(quote.replace("Deprecate", "Use"), cited) == []
+
+
+def test_no_false_alarms_seen_on_the_dev_answers():
+    """Three flags the dev answers raised, each a false alarm read by hand: an MPI type one
+    edit from a PETSc name, a family written as its prefix, and release-note code quoted
+    under its marker."""
+    from sciknow.serve.names import NameChecker, history_ranges
+
+    checker = NameChecker(
+        ["MPI_Comm", "MPIU_Count", "MATOP_VIEW", "MATOP_MULT", "PETSC_INTPTR_T_FMT"],
+        ["PETSC", "MAT"],
+        removed={"PETSC_MPI_COMM_FMT": ["PETSC_INTPTR_T_FMT"]},
+        defined=["MPI_Comm", "MATOP_VIEW", "MATOP_MULT", "PETSC_INTPTR_T_FMT"],
+    )
+    assert checker.check("MPI 4.0 supports `MPI_Count` for large counts.") == []
+    assert checker.check("See the MATOP_ values in `include/petscmat.h`.") == []
+    text = 'Before [1]:\n```c\nPetscPrintf(c, "%" PETSC_MPI_COMM_FMT, comm);\n```'
+    citations = [{"kind": "changelog", "spans": [(text.index("[1]"), text.index("[1]") + 3)]}]
+    assert checker.check(text, history_ranges(text, citations)) == []
+    assert [i.name for i in checker.check(text)] == ["PETSC_MPI_COMM_FMT"]
