@@ -1,60 +1,20 @@
 """Shared test setup: offline models, two threads, and a small real docs index.
 
-The index fixture ingests a handful of Markdown pages written here (not corpus
+The index fixture ingests a handful of Markdown pages (`support.pages`, not corpus
 text) with the real embedder, SQLite, FAISS and BM25, once per session.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support.pages import write_docs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-PAGES = {
-    "manual/ksp.md": """(ch_ksp)=
-# KSP: Linear System Solvers
-
-## Convergence tests
-
-The default convergence test stops when the residual norm falls below the
-tolerances set with KSPSetTolerances(ksp, rtol, abstol, dtol, maxits). From the
-command line use -ksp_rtol, -ksp_atol, -ksp_divtol and -ksp_max_it. Monitor the
-true residual with -ksp_monitor_true_residual.
-
-## Preconditioners
-
-Select a preconditioner with PCSetType() or -pc_type; for example -pc_type ilu
-uses incomplete LU factorization and -pc_type gamg uses algebraic multigrid.
-""",
-    "manual/mat.md": """# Matrices
-
-## Sparse storage
-
-The default sparse format is compressed sparse row, MATAIJ, created with
-MatCreateAIJ(). Preallocate with MatSeqAIJSetPreallocation() for speed.
-""",
-    "install/index.md": """# Installing
-
-## Configure
-
-Run ./configure with your compilers, then make all and make check. Use
---download-mpich when no MPI implementation is installed.
-""",
-}
-
-
-def write_docs(root: Path) -> Path:
-    for rel, text in PAGES.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +26,7 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def docs_config(tmp_path_factory, embedder):
-    """A Config whose data dir holds an ingested index of PAGES."""
+    """A Config whose data dir holds an ingested index of `support.pages.PAGES`."""
     from sciknow.config import load_config
     from sciknow.index.factory import make_chunker, open_store
     from sciknow.index.pipeline import ingest
@@ -126,54 +86,11 @@ def extractive_config(docs_config):
 
 @pytest.fixture(scope="session")
 def docpatch_config(tmp_path_factory, embedder):
-    """An index of docs pages, a mail archive and GitLab issues (tests/docpatch_data.py):
+    """An index of docs pages, a mail archive and GitLab issues (tests/support/docpatch_data.py):
     the doc-patch and gaps tests."""
-    from docpatch_data import build_index
+    from support.docpatch_data import build_index
 
     return build_index(tmp_path_factory.mktemp("docpatch-index"), embedder)
-
-
-class ScriptedBackend:
-    """A stand-in model for front-end tests: yields `pieces` `delay` seconds apart, raises
-    a `BackendError` at piece `fail_after`, and notes when it was closed before the end."""
-
-    name = "scripted:test"
-    context_window = 4096
-    max_top_k = 0
-
-    def __init__(self, pieces: list[str], delay: float = 0.0, fail_after: int = -1) -> None:
-        import threading
-
-        self.pieces = pieces
-        self.delay = delay
-        self.fail_after = fail_after
-        self.closed_early = threading.Event()
-
-    def generate(self, messages, stream=True, max_tokens=512, **options):
-        import time
-
-        from sciknow.serve.backends.base import BackendError, GenToken
-
-        done = False
-        try:
-            for i, piece in enumerate(self.pieces):
-                if i == self.fail_after:
-                    raise BackendError("the vLLM server at http://127.0.0.1:9 is not answering")
-                time.sleep(self.delay)
-                yield GenToken(piece, i, -0.5)
-            done = True
-        finally:
-            if not done:
-                self.closed_early.set()
-
-    def chat_tokens(self, messages):
-        return list(range(sum(len(m["content"].split()) for m in messages)))
-
-    def tokenize(self, text, special=False):
-        return list(range(len(text.split())))
-
-    def detokenize(self, ids):
-        return " ".join("x" for _ in ids)
 
 
 class ServeProcesses:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ScriptedBackend
+from support.backends import ScriptedBackend
+from support.browser import ARGS, Page
 
 from sciknow.serve.web.access import WINDOW_S, RateLimiter, is_loopback, session_value
 
@@ -125,8 +126,6 @@ def test_the_browser_signs_in_once_and_chats(guarded):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    from test_chat import ARGS, Page
-
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", headless=True, args=ARGS

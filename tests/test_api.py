@@ -142,7 +142,7 @@ def test_concurrent_requests_queue_on_one_model(server):
 
 def test_a_replaced_answer_streams_a_reset_event(extractive_config, serve_app):
     """A generated answer that cites nothing is replaced: `reset`, then the quoted answer."""
-    from conftest import ScriptedBackend
+    from support.backends import ScriptedBackend
 
     from sciknow.serve.answer import Assistant
     from sciknow.serve.factory import build_retriever

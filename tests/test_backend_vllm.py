@@ -13,15 +13,14 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from support.http import Reply, Request, serving
 
 from sciknow.serve.backends.base import Backend, BackendError
 from sciknow.serve.backends.factory import make_backend
@@ -138,51 +137,26 @@ def embedded():
     return EmbeddedBackend(n_ctx=2048)
 
 
-class FlakyProxy(ThreadingHTTPServer):
-    """A real HTTP server in front of vLLM that answers 503 to its first `failures`
-    requests and forwards the rest (bodies are small JSON: no streaming needed)."""
+class FlakyProxy:
+    """In front of vLLM: answers 503 to its first `failures` requests and forwards the rest
+    (bodies are small JSON: no streaming needed)."""
 
     def __init__(self, target: str, failures: int) -> None:
         self.target, self.failures, self.requests = target, failures, 0
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    server: FlakyProxy
-
-    def do_GET(self) -> None:
-        self._forward()
-
-    def do_POST(self) -> None:
-        self._forward()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _forward(self) -> None:
-        self.server.requests += 1
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.server.failures > 0:
-            self.server.failures -= 1
-            status, content = 503, b'{"error": {"message": "overloaded"}}'
-        else:
-            answer = httpx.request(
-                self.command,
-                self.server.target + self.path,
-                content=body,
-                headers={"Content-Type": "application/json"},
-            )
-            status, content = answer.status_code, answer.content
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
-        self.wfile.write(content)
+    def handle(self, request: Request) -> Reply:
+        self.requests += 1
+        if self.failures > 0:
+            self.failures -= 1
+            return Reply(503, {"error": {"message": "overloaded"}})
+        answer = httpx.request(
+            request.method,
+            self.target + request.path,
+            params=request.query,
+            content=request.body,
+            headers={"Content-Type": "application/json"},
+        )
+        return Reply(answer.status_code, answer.content, {"Content-Type": "application/json"})
 
 
 def test_server_down_is_a_clear_error() -> None:
@@ -254,17 +228,14 @@ def test_tokenizers_agree(vllm: VLLMBackend, embedded) -> None:
 
 def test_5xx_is_retried(vllm_url: str) -> None:
     proxy = FlakyProxy(vllm_url, failures=2)
-    try:
-        backend = VLLMBackend(proxy.url, retries=3, backoff=0.01)
+    with serving(proxy.handle) as url:
+        backend = VLLMBackend(url, retries=3, backoff=0.01)
         assert backend.tokenize(ANSWER)
         assert proxy.failures == 0 and proxy.requests == 4  # 2 x 503, /v1/models, /tokenize
         proxy.failures = 5
         with pytest.raises(BackendError, match="503: overloaded"):
             backend.tokenize(ANSWER)
         assert proxy.requests == 8  # 1 try + 3 retries
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
 
 
 def test_4xx_is_reported_at_once(vllm: VLLMBackend) -> None:

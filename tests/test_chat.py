@@ -17,23 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ScriptedBackend, write_docs
+from support.backends import ScriptedBackend
+from support.browser import ARGS, WAIT_MS, Page
+from support.pages import write_docs
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "chat"
-WAIT_MS = 90_000
 XSS_BODY = """I draw vectors with VecView() and PETSC_VIEWER_DRAW_WORLD in my viewer setup.
 The viewer window shows nothing <img src=x onerror="alert('xss-img')"> until I call PetscSleep.
 See [the viewer notes](javascript:alert('xss-link')) and <script>alert('xss-script')</script> too.
@@ -103,44 +96,6 @@ def browser():
         )
         yield chromium
         chromium.close()
-
-
-class Page:
-    """A browser tab on the chat that records every JavaScript dialog it is shown."""
-
-    def __init__(self, browser, url: str, context=None) -> None:
-        self.own_context = context is None
-        self.context = context or browser.new_context(viewport={"width": 1200, "height": 1100})
-        self.tab = self.context.new_page()
-        self.dialogs: list[str] = []
-        self.tab.on("dialog", self._dialog)
-        self.tab.goto(url)
-        self.tab.wait_for_selector("#sk-question textarea", timeout=WAIT_MS)
-
-    def _dialog(self, dialog) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def ask(self, question: str, timeout_ms: int = WAIT_MS) -> None:
-        """Type a question, press Enter, wait for its finished answer."""
-        done = self.tab.locator(".sk-footer").count()
-        self.tab.fill("#sk-question textarea", question)
-        self.tab.press("#sk-question textarea", "Enter")
-        self.wait_for_answers(done + 1, timeout_ms)
-
-    def wait_for_answers(self, count: int, timeout_ms: int = WAIT_MS) -> None:
-        self.tab.wait_for_function(
-            f"document.querySelectorAll('.sk-footer').length >= {count}", timeout=timeout_ms
-        )
-
-    def answers(self):
-        return self.tab.locator(".sk-answer")
-
-    def close(self) -> None:
-        if self.own_context:
-            self.context.close()
-        else:
-            self.tab.close()
 
 
 @pytest.fixture

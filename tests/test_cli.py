@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import write_docs
+from support.pages import write_docs
 
 from sciknow.errors import StoreError
 from sciknow.ui import cli

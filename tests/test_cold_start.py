@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_docs
+from support.pages import write_docs
 
 SCRIPT = Path(sys.executable).with_name("sciknow")
 # Heavy or front-end-only packages; LangChain's splitter is for ingest only.

@@ -19,10 +19,8 @@ import logging
 import random
 import re
 import sqlite3
-import time
-from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -33,9 +31,9 @@ from discord.ext.test import backend as back
 from discord.ext.test import callbacks
 from discord.ext.test import factories as facts
 from discord.webhook.async_ import async_context
+from support.backends import ScriptedBackend
 
 from sciknow.config import ConfigError, DiscordConfig, load_config
-from sciknow.serve.backends.base import GenToken
 from sciknow.ui.api_client import ApiClient, ApiError, sse_events
 from sciknow.ui.discordbot.handlers import (
     API_DOWN,
@@ -315,34 +313,6 @@ def test_intents_are_the_least_needed():
 
 
 @dataclass
-class ScriptedBackend:
-    """A model whose answer is given by the test: `script` pieces, `delay` seconds apart."""
-
-    name: str = "scripted:test"
-    context_window: int = 8192
-    max_top_k: int = 0
-    script: list[str] = field(default_factory=list)
-    delay: float = 0.0
-
-    def generate(self, messages, stream=True, max_tokens=512, **options) -> Iterator[GenToken]:
-        for piece in self.script:
-            time.sleep(self.delay)
-            yield GenToken(piece, None, -0.1)  # no ids: flags need no scoring pass
-
-    def chat_tokens(self, messages) -> list[int]:
-        return list(range(sum(len(m["content"].split()) + 4 for m in messages)))
-
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
-        return list(range(len(text.split())))
-
-    def detokenize(self, ids) -> str:
-        return ""
-
-    def score(self, sequences, top_k=0):
-        raise NotImplementedError("the scripted backend does not score")
-
-
-@dataclass
 class Api:
     url: str
     assistant: Any
@@ -354,7 +324,7 @@ class Api:
         """Answer with the scripted text (generative mode) inside the block."""
         saved = (self.assistant.mode, copy.copy(self.assistant.settings))
         self.assistant.mode = "generative"
-        self.backend.script, self.backend.delay = pieces, delay
+        self.backend.pieces, self.backend.delay = pieces, delay
         for key, value in answer.items():
             setattr(self.assistant.settings, key, value)
         try:
@@ -363,7 +333,7 @@ class Api:
             self.assistant.mode = saved[0]
             for key in answer:
                 setattr(self.assistant.settings, key, getattr(saved[1], key))
-            self.backend.script, self.backend.delay = [], 0.0
+            self.backend.pieces, self.backend.delay = [], 0.0
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,12 @@ to answer 409 (a branch or merge request created meanwhile by another run).
 from __future__ import annotations
 
 import copy
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from collections.abc import Iterator
 
 import pytest
-from docpatch_data import make_repo
+from support.docpatch_data import make_repo
+from support.gitlab import FakeGitLab
+from support.http import serving
 
 from sciknow.serve.docpatch import sources
 from sciknow.serve.docpatch.draft import commit_draft, make_draft, merge_request_change
@@ -24,126 +22,13 @@ from sciknow.serve.docpatch.gitops import DocsRepo
 from sciknow.serve.factory import build_retriever
 
 TOKEN = "test-token"
-PROJECT = "/api/v4/projects/petsc%2Fpetsc"
-
-
-class FakeGitLab:
-    """State (branches, commits, merge requests) and the calls made, in order."""
-
-    def __init__(self) -> None:
-        self.branches: dict[str, int] = {"main": 0}
-        self.commits: list[dict[str, Any]] = []
-        self.merge_requests: list[dict[str, Any]] = []
-        self.calls: list[tuple[str, str]] = []
-        self.conflict_branch = False  # branch creation answers 409 (it appeared meanwhile)
-        self.hide_open_once = False  # the first listing misses an open merge request
-
-    def handle(self, method: str, path: str, query: dict, body: dict, token: str) -> tuple:
-        self.calls.append((method, path.removeprefix(PROJECT)))
-        if token != TOKEN:
-            return 401, {"message": "401 Unauthorized"}
-        if not path.startswith(PROJECT):
-            return 404, {"message": "404 Project Not Found"}
-        route = path.removeprefix(PROJECT)
-        if route.startswith("/repository/branches"):
-            return self._branches(method, unquote(route.removeprefix("/repository/branches")), body)
-        if route == "/repository/commits" and method == "POST":
-            return self._commit(body)
-        if route.startswith("/merge_requests"):
-            return self._merge_requests(method, route.removeprefix("/merge_requests"), query, body)
-        return 404, {"message": "404 Not Found"}
-
-    def _branches(self, method: str, name: str, body: dict) -> tuple:
-        if method == "GET":
-            branch = name.lstrip("/")
-            if branch in self.branches:
-                return 200, {"name": branch, "commit": {"id": f"c{self.branches[branch]}"}}
-            return 404, {"message": "404 Branch Not Found"}
-        if self.conflict_branch or body["branch"] in self.branches:
-            self.branches[body["branch"]] = 0
-            return 409, {"message": "Branch already exists"}
-        self.branches[body["branch"]] = self.branches[body["ref"]]
-        return 201, {"name": body["branch"], "commit": {"id": "c0"}}
-
-    def _commit(self, body: dict) -> tuple:
-        if body["branch"] not in self.branches and "start_branch" not in body:
-            return 400, {"message": "You can only create or edit files when you are on a branch"}
-        self.commits.append(body)
-        self.branches[body["branch"]] = len(self.commits)
-        return 201, {"id": f"c{len(self.commits)}", "message": body["commit_message"]}
-
-    def _merge_requests(self, method: str, rest: str, query: dict, body: dict) -> tuple:
-        if method == "GET":
-            found = [
-                m
-                for m in self.merge_requests
-                if m["source_branch"] == query.get("source_branch", [None])[0]
-                and m["state"] == query.get("state", ["opened"])[0]
-            ]
-            if self.hide_open_once:
-                self.hide_open_once, found = False, []
-            return 200, found
-        if method == "POST":
-            if any(m["source_branch"] == body["source_branch"] for m in self.merge_requests):
-                return 409, {"message": ["Another open merge request already exists"]}
-            iid = len(self.merge_requests) + 1
-            mr = {
-                **body,
-                "iid": iid,
-                "state": "opened",
-                "id": 100 + iid,
-                "web_url": f"http://gitlab.test/petsc/petsc/-/merge_requests/{iid}",
-            }
-            mr["labels"] = _labels(mr.get("labels"))
-            self.merge_requests.append(mr)
-            return 201, mr
-        mr = self.merge_requests[int(rest.strip("/")) - 1]
-        mr.update({k: _labels(v) if k == "labels" else v for k, v in body.items()})
-        return 200, mr
-
-
-def _labels(value: Any) -> list[str]:
-    return value.split(",") if isinstance(value, str) else list(value or [])
 
 
 @pytest.fixture
-def gitlab_server():
-    state = FakeGitLab()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw.strip().startswith(b"{") else {}
-            if raw and not body:
-                body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-            code, payload = state.handle(
-                self.command,
-                parts.path,
-                parse_qs(parts.query),
-                body,
-                self.headers.get("PRIVATE-TOKEN", ""),
-            )
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    thread.join(timeout=10)
+def gitlab_server() -> Iterator[FakeGitLab]:
+    state = FakeGitLab(token=TOKEN)
+    with serving(state.handle) as state.base:
+        yield state
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +39,7 @@ def retriever(docpatch_config):
 @pytest.fixture
 def setup(docpatch_config, retriever, tmp_path, gitlab_server):
     config = copy.deepcopy(docpatch_config)
-    config.docpatch.gitlab_url = gitlab_server.url
+    config.docpatch.gitlab_url = gitlab_server.base
     repo = DocsRepo(make_repo(tmp_path / "docs"))
     doc_id = next(
         d.id
@@ -242,7 +127,7 @@ def test_cli_open_mr_prints_the_url(setup, gitlab_server, tmp_path, capsys, monk
     config, repo, _, doc_id = setup
     config_file = tmp_path / "sciknow.toml"
     config_file.write_text(
-        f'[answer]\nmode = "extractive"\n[docpatch]\ngitlab_url = "{gitlab_server.url}"\n'
+        f'[answer]\nmode = "extractive"\n[docpatch]\ngitlab_url = "{gitlab_server.base}"\n'
     )
     monkeypatch.setenv("GITLAB_TOKEN", TOKEN)
     argv = [

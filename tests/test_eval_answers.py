@@ -16,8 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import write_docs
-from openai_judge import JudgeState, judge_app
+from support.openai_judge import JudgeState, judge_app
+from support.pages import write_docs
 
 from sciknow.config import load_config
 from sciknow.eval.answer_report import headline_table, markdown_report, write_answer_report

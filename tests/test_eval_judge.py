@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from openai_judge import JudgeState, judge_app
+from support.openai_judge import JudgeState, judge_app
 
 from sciknow.eval.judge import JUDGED, Judge, JudgeSpec, Sample, ragas_embeddings
 from sciknow.index.embed import make_embedder

@@ -9,24 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from support.feedback import SERVER, vote
 
-from sciknow.serve.web.feedback import Feedback, FeedbackStore, Server
-
-SERVER = Server(backend="transformers", model="SmolLM2", pipeline={"mode": "extractive"})
-
-
-def vote(question: str, vote: str, comment: str = "") -> Feedback:
-    return Feedback(
-        question=question,
-        answer="Use KSPSetTolerances() [1].",
-        vote=vote,
-        history=[{"role": "user", "content": "How do I solve Ax=b?"}],
-        citations=[{"n": 1, "chunk_id": "docs:ksp::0", "title": "KSP", "uri": "https://x/#ksp"}],
-        flags=[{"type": "skipped", "reason": "extractive"}],
-        comment=comment,
-        client="web",
-        settings={"k": 4},
-    )
+from sciknow.serve.web.feedback import FeedbackStore
 
 
 def test_store_keeps_every_field_and_no_identity(tmp_path):

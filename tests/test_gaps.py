@@ -1,5 +1,5 @@
 """The gaps report on a real index of docs pages, a mail archive and GitLab issues
-(tests/docpatch_data.py), with the web chat's feedback store and a questions file."""
+(tests/support/docpatch_data.py), with the web chat's feedback store and a questions file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import shutil
 
 import pytest
-from docpatch_data import make_repo
+from support.docpatch_data import make_repo
 
 from sciknow.serve.answer import ABSTAIN_TEXT
 from sciknow.serve.docpatch import sources

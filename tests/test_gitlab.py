@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import gitlab
 import pytest
+from support.gitlab import PROJECT, FakeGitLab
+from support.http import serving
 
 from sciknow.config import Profile
 from sciknow.ingest.gitlab import GitLabSource
 
 ADDRESS_RE = re.compile(r"[\w.+-]+(?:@|%40| at )[\w-]+\.[A-Za-z]{2,}")
-PROJECT = "/api/v4/projects/petsc%2Fpetsc"
 WEB = "https://gitlab.example.org/petsc/petsc/-"
 
 
@@ -71,75 +69,11 @@ def fixture_items() -> dict[str, list[dict[str, Any]]]:
     return {"issues": issues, "merge_requests": merge_requests}
 
 
-class FakeGitLab:
-    """Serves /projects/:id/{issues,merge_requests}[/:iid/notes] with GitLab's pagination."""
-
-    def __init__(self) -> None:
-        self.items = fixture_items()
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.tokens: set[str] = set()
-        self.failing: set[str] = set()
-        self.base = ""
-
-    def respond(self, path: str, query: dict[str, str]) -> tuple[int, list, dict[str, str]]:
-        parts = path.removeprefix(PROJECT).strip("/").split("/")
-        if path in self.failing:
-            return 500, [], {}
-        if parts[0] not in self.items:
-            return 404, [], {}
-        rows = sorted(self.items[parts[0]], key=lambda i: i["updated_at"])
-        if len(parts) == 1:
-            after = query.get("updated_after", "")
-            rows = [r | {"notes": None} for r in rows if r["updated_at"] >= after]
-        else:
-            rows = next(r for r in rows if str(r["iid"]) == parts[1])["notes"]
-        page, per_page = int(query.get("page", 1)), int(query.get("per_page", 2))
-        pages = max(1, -(-len(rows) // per_page))
-        headers = {
-            "X-Page": str(page),
-            "X-Per-Page": str(per_page),
-            "X-Total": str(len(rows)),
-            "X-Total-Pages": str(pages),
-            "X-Next-Page": str(page + 1) if page < pages else "",
-        }
-        if page < pages:
-            rest = "&".join(f"{k}={v}" for k, v in {**query, "page": page + 1}.items())
-            headers["Link"] = f'<{self.base}{path}?{rest}>; rel="next"'
-        return 200, rows[(page - 1) * per_page : page * per_page], headers
-
-
-def _handler(fake: FakeGitLab) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            fake.requests.append((url.path, query))
-            fake.tokens.add(self.headers.get("PRIVATE-TOKEN", ""))
-            status, rows, headers = fake.respond(url.path, query)
-            body = json.dumps(rows).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeGitLab]:
-    state = FakeGitLab()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.base = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    state = FakeGitLab(fixture_items())
+    with serving(state.handle) as state.base:
+        yield state
 
 
 def assert_no_addresses(docs) -> None:

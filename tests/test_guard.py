@@ -8,51 +8,11 @@ retrieval, the embedder and the index are real.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
-
 import pytest
+from support.backends import scripted_assistant
 
 from sciknow.serve.answer import Assistant, resolve_mode
-from sciknow.serve.backends.base import GenToken
 from sciknow.serve.guard import LoopDetector, cut_at_end_marker, problems, repeated_tail
-
-
-class ScriptedBackend:
-    """Replays `reply` word by word; records what it was asked."""
-
-    name = "scripted"
-    context_window = 4096
-    max_top_k = 0
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.calls: list[dict] = []
-        self.closed = False
-
-    def generate(self, messages, stream=True, max_tokens=512, temperature=0.0, logprobs=True,
-                 top_logprobs=0, repetition_penalty=1.0) -> Iterator[GenToken]:  # fmt: skip
-        self.calls.append({"repetition_penalty": repetition_penalty, "max_tokens": max_tokens})
-        return self._tokens()
-
-    def _tokens(self) -> Iterator[GenToken]:
-        try:
-            for word in self.reply.split(" "):
-                yield GenToken(word + " ", 1, -0.1)
-        finally:
-            self.closed = True
-
-    def chat_tokens(self, messages):
-        return list(range(sum(len(m["content"]) for m in messages) // 4))
-
-    def tokenize(self, text, special=False):
-        return list(range(len(text) // 4))
-
-    def detokenize(self, ids):
-        return ""
-
-    def score(self, sequences, top_k=0):
-        raise NotImplementedError
 
 
 def test_repeated_tail_and_line_loops():
@@ -108,24 +68,14 @@ def test_default_config_answers_extractively_without_loading_a_model(docs_config
     assert all(token.logprob is None for token in answer.tokens)
 
 
-def assistant_with(docs_config, reply: str, **answer_settings) -> Assistant:
-    from sciknow.serve.factory import build_retriever
-
-    settings = copy.deepcopy(docs_config.answer)
-    for key, value in answer_settings.items():
-        setattr(settings, key, value)
-    backend = ScriptedBackend(reply)
-    return Assistant(build_retriever(docs_config), backend, settings, mode="generative")
-
-
 def run(assistant: Assistant, question: str = "How do I set the relative tolerance for KSP?"):
     return list(assistant.stream(question))
 
 
 def test_a_loop_stops_generation_and_falls_back(docs_config):
-    assistant = assistant_with(docs_config, "The answer to your question is: " * 40)
+    assistant = scripted_assistant(docs_config, "The answer to your question is: " * 40)
     events = run(assistant)
-    assert assistant.backend.closed  # the stream was closed early
+    assert assistant.backend.closed_early.is_set()  # the stream was closed early
     assert assistant.backend.calls[0]["repetition_penalty"] > 1.0
     kinds = [e.kind for e in events]
     reset = kinds.index("reset")
@@ -138,14 +88,14 @@ def test_a_loop_stops_generation_and_falls_back(docs_config):
 
 
 def test_a_citation_less_answer_falls_back(docs_config):
-    events = run(assistant_with(docs_config, "Use the relative tolerance option."))
+    events = run(scripted_assistant(docs_config, "Use the relative tolerance option."))
     reset = next(e for e in events if e.kind == "reset")
     assert reset.reason == "it cited none of the passages"
     assert events[-1].answer.citations
 
 
 def test_an_unknown_name_falls_back(docs_config):
-    assistant = assistant_with(docs_config, "Call KSPSetTolerence() to set it [1].")
+    assistant = scripted_assistant(docs_config, "Call KSPSetTolerence() to set it [1].")
     assistant.name_check = lambda text, citations=(): [
         {"type": "unknown_name", "text": "KSPSetTolerence", "reason": "unknown-name"}
     ] if "KSPSetTolerence" in text else []  # fmt: skip
@@ -156,7 +106,7 @@ def test_an_unknown_name_falls_back(docs_config):
 
 
 def test_without_fallback_the_problems_become_flags(docs_config):
-    events = run(assistant_with(docs_config, "Use the option.", fallback=False))
+    events = run(scripted_assistant(docs_config, "Use the option.", fallback=False))
     assert "reset" not in [e.kind for e in events]
     answer = events[-1].answer
     assert answer.text == "Use the option."
@@ -164,14 +114,14 @@ def test_without_fallback_the_problems_become_flags(docs_config):
 
 
 def test_a_good_generated_answer_passes(docs_config):
-    events = run(assistant_with(docs_config, "Use -ksp_rtol or KSPSetTolerances() [1]."))
+    events = run(scripted_assistant(docs_config, "Use -ksp_rtol or KSPSetTolerances() [1]."))
     assert "reset" not in [e.kind for e in events]
     answer = events[-1].answer
     assert answer.text == "Use -ksp_rtol or KSPSetTolerances() [1]." and answer.citations
 
 
 def test_summary_is_one_generated_sentence_marked_above_the_quotes(docs_config):
-    assistant = assistant_with(
+    assistant = scripted_assistant(
         docs_config, "Set -ksp_rtol for the relative tolerance [1]. And then more", summary=True
     )
     assistant.mode = "extractive"

@@ -10,71 +10,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from sources import ListSource
+from support.corpus import CODE, CORPUS, PREFIXES, doc, retriever
+from support.sources import ListSource
 
-from sciknow.config import Profile, RetrievalConfig
 from sciknow.index.chunking import Chunker, approx_tokens
 from sciknow.index.pipeline import IngestReport, ingest
 from sciknow.index.store import Filters, Store
 from sciknow.index.terms import terms
 from sciknow.ingest.base import Skip
-from sciknow.records import Document
-from sciknow.rerank.hybrid import HybridRetriever, reciprocal_rank_fusion
-
-PREFIXES = tuple(Profile().symbol_prefixes)
-
-
-def doc(title: str, text: str, kind: str = "doc", origin: str | None = None, **kw) -> Document:
-    from sciknow.ingest.symbols import find_symbols
-
-    symbols = kw.pop("symbols", None) or find_symbols(f"{title}\n{text}", PREFIXES)
-    return Document(
-        id=f"test:{origin or title}#{title}",
-        source="test",
-        kind=kind,
-        uri=f"https://example.org/{title}",
-        title=title,
-        text=text,
-        origin=origin or title,
-        symbols=symbols,
-        **kw,
-    )
-
-
-CORPUS = [
-    doc(
-        "KSPSetTolerances",
-        "KSPSetTolerances - Sets the relative, absolute, divergence and maximum iteration "
-        "tolerances used by the default KSP convergence test. Options: -ksp_rtol, -ksp_atol, "
-        "-ksp_max_it.",
-        kind="manpage",
-        symbols=["KSPSetTolerances", "-ksp_rtol", "-ksp_atol", "-ksp_max_it"],
-    ),
-    doc(
-        "Preconditioners",
-        "A preconditioner is selected with PCSetType or the option -pc_type; incomplete LU "
-        "factorization is the default for sequential matrices.",
-    ),
-    doc(
-        "Matrix formats",
-        "The default sparse storage is compressed row, MATAIJ. Block variants such as MATBAIJ "
-        "store small dense blocks.",
-    ),
-    doc(
-        "Installing",
-        "Run configure with the compilers you want, then make all. Use --download-mpich when "
-        "no MPI is installed.",
-    ),
-]
+from sciknow.rerank.hybrid import reciprocal_rank_fusion
 
 
 @pytest.fixture
 def chunker() -> Chunker:
     return Chunker(max_tokens=64, overlap=8, manpage_tokens=256, symbol_prefixes=PREFIXES)
-
-
-def retriever(store: Store, embedder) -> HybridRetriever:
-    return HybridRetriever(store, embedder, RetrievalConfig(k=3, candidates=10), Profile())
 
 
 def test_terms_keep_identifiers_whole_and_split():
@@ -168,13 +117,6 @@ def test_ingest_search_and_filters(tmp_path, embedder, chunker):
     assert search.search("tolerance", filters=Filters(official=False)) == []
     stats = store.stats()
     assert stats["documents"] == 4 and stats["chunks_by_kind"] == {"doc": 3, "manpage": 1}
-
-
-CODE = doc(
-    "KSPSolve_GMRES",
-    "static PetscErrorCode KSPSolve_GMRES(KSP ksp) { arnoldi restart loop over the basis }",
-    kind="code",
-)
 
 
 def _dense_kinds(store: Store, embedder, question: str) -> set[str]:
@@ -277,7 +219,8 @@ def test_killed_process_mid_commit_leaves_old_index_readable(tmp_path, embedder,
         f"""
         import os, signal, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_index import ListSource, doc, CORPUS, PREFIXES
+        from support.corpus import CORPUS, PREFIXES, doc
+        from support.sources import ListSource
         from sciknow.index.chunking import Chunker, approx_tokens
         from sciknow.index.embed import make_embedder
         from sciknow.index.pipeline import ingest

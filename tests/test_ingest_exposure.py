@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
-from conftest import write_docs
+from support.pages import write_docs
 
 from sciknow.config import load_config
 from sciknow.ingest.registry import make_sources, source_for_location

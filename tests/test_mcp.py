@@ -26,7 +26,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import write_docs
+from support.backends import ScriptedBackend
+from support.pages import write_docs
 
 pytest.importorskip("mcp", reason="install the mcp SDK (pip install 'mcp>=2.3')")
 
@@ -559,15 +560,13 @@ def test_the_api_token_is_sent_to_sciknow_serve(assistant, serve_app):
 
 def test_ask_relays_a_generated_answer_with_its_citations(assistant, serve_app):
     """A scripted backend stands in for the model: the MCP answer is the pipeline's."""
-    from test_guard import ScriptedBackend
-
     from sciknow.serve.answer import Assistant
     from sciknow.serve.web.api import create_app
 
     reply = "Call KSPSetTolerances() with the new rtol, or pass -ksp_rtol at run time [1]."
     generating = Assistant(
         assistant.retriever,
-        ScriptedBackend(reply),
+        ScriptedBackend.replying(reply),
         assistant.settings,
         mode="generative",
         name_check=assistant.name_check,

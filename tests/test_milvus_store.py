@@ -190,7 +190,8 @@ def test_killed_process_mid_commit_leaves_the_last_generation(tmp_path, embedder
         f"""
         import os, signal, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_index import ListSource, doc, CORPUS, PREFIXES
+        from support.corpus import CORPUS, PREFIXES, doc
+        from support.sources import ListSource
         from sciknow.index.chunking import Chunker
         from sciknow.index.embed import make_embedder
         from sciknow.index.milvus_store import MilvusStore

@@ -5,17 +5,16 @@ both; the embedding cache is written in large transactions (real embedder, SQLit
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.sources import ListSource
 
 from sciknow.index import pipeline
 from sciknow.index.chunking import Chunker
 from sciknow.index.pipeline import ingest
 from sciknow.index.store import EmbeddingCache, Store
-from sciknow.ingest.base import State
 from sciknow.records import Document
 
 PREFIXES = ("KSP", "PC", "Mat", "Vec", "SNES")
@@ -44,27 +43,6 @@ def corpus() -> list[Document]:
     docs += [_doc(16 + n, f"int f{n}(Vec v) {{ return VecNorm(v); }}\n", "code") for n in range(3)]
     docs.append(_doc(19, docs[0].text))  # the same text as page 0, another document
     return docs
-
-
-class FixtureSource:
-    """Documents in memory, fingerprinted by content like a file source."""
-
-    name = "fx"
-
-    def __init__(self, docs: list[Document], fail_after: int | None = None) -> None:
-        self.docs = docs
-        self.fail_after = fail_after
-        self.skipped: list = []
-
-    def iter_documents(self, since: State | None) -> Iterator[Document]:
-        for n, doc in enumerate(self.docs):
-            if n == self.fail_after:
-                raise OSError("the disk went away")
-            if since is None or since.origins.get(doc.origin) != doc.content_hash:
-                yield doc
-
-    def state(self) -> State:
-        return State(origins={d.origin: d.content_hash for d in self.docs})
 
 
 @pytest.fixture
@@ -108,7 +86,7 @@ def run_both(tmp_path: Path, embedder, docs: list[Document]) -> tuple:
     for overlap in (True, False):
         store = Store(tmp_path / f"overlap-{overlap}")
         reports.append(
-            ingest(store, [FixtureSource(docs)], embedder, chunker(), None, ["code"], overlap)
+            ingest(store, [ListSource("fx", docs)], embedder, chunker(), None, ["code"], overlap)
         )
     return reports
 
@@ -145,7 +123,9 @@ def test_the_cache_is_written_in_large_transactions(tmp_path, embedder, monkeypa
         put(cache, hashes, vectors, model)
 
     monkeypatch.setattr(EmbeddingCache, "put", counted)
-    report = ingest(Store(tmp_path), [FixtureSource(corpus())], embedder, chunker(), None, ["code"])
+    report = ingest(
+        Store(tmp_path), [ListSource("fx", corpus())], embedder, chunker(), None, ["code"]
+    )
     assert sizes == [report.embedded]  # one transaction for the whole fixture corpus
 
     sizes.clear()
@@ -153,7 +133,7 @@ def test_the_cache_is_written_in_large_transactions(tmp_path, embedder, monkeypa
     monkeypatch.setattr(pipeline, "WINDOW", 4)
     monkeypatch.setattr(pipeline, "SLICE", 3)
     docs = [_doc(100 + n, f"Fresh page {n} about VecScale and VecAXPY.") for n in range(12)]
-    ingest(Store(tmp_path), [FixtureSource(docs)], embedder, chunker(), None, ["code"])
+    ingest(Store(tmp_path), [ListSource("fx", docs)], embedder, chunker(), None, ["code"])
     assert sum(sizes) == 12 and all(size >= 5 for size in sizes[:-1])
 
 
@@ -163,9 +143,9 @@ def reader_threads() -> list[threading.Thread]:
 
 def test_a_reading_error_stops_the_ingest_and_keeps_the_index(tmp_path, embedder, small_windows):
     store = Store(tmp_path)
-    ingest(store, [FixtureSource(corpus()[:4])], embedder, chunker())
+    ingest(store, [ListSource("fx", corpus()[:4])], embedder, chunker())
     with pytest.raises(OSError, match="the disk went away"):
-        ingest(Store(tmp_path), [FixtureSource(corpus(), fail_after=9)], embedder, chunker())
+        ingest(Store(tmp_path), [ListSource("fx", corpus(), fail_after=9)], embedder, chunker())
     assert Store(tmp_path).generation() == 1 and not reader_threads()
 
 
@@ -192,7 +172,7 @@ def test_an_embedding_error_stops_the_reader_and_keeps_finished_work(
     store = Store(tmp_path)
     failing = FailingEmbedder(embedder)
     with pytest.raises(KeyboardInterrupt):
-        ingest(store, [FixtureSource(corpus())], failing, chunker())
+        ingest(store, [ListSource("fx", corpus())], failing, chunker())
     assert not reader_threads()  # the reader, blocked on the full queue, was released
     assert store.generation() == 0
     cached = store.cache.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]

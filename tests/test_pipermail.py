@@ -5,16 +5,15 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 import pytest
+from support.http import Reply, Request, serving
 
 from sciknow.config import Profile
 from sciknow.ingest.http import Fetcher, FetchError, NotFound
@@ -140,42 +139,21 @@ class Archive:
     def fetched(self, suffix: str = "") -> list[str]:
         return [p.removeprefix(LIST) for p in self.log if p.endswith(suffix)]
 
-
-def _handler(archive: Archive) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            archive.log.append(self.path)
-            archive.agents.add(self.headers.get("User-Agent", ""))
-            queue = archive.routes.get(self.path)
-            status, body, delay = (
-                (queue.pop(0) if len(queue) > 1 else queue[0])
-                if queue
-                else (404, b"not found", 0.0)
-            )
-            time.sleep(delay)
-            try:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Handler
+    def handle(self, request: Request) -> Reply:
+        self.log.append(request.path)
+        self.agents.add(request.headers.get("user-agent", ""))
+        queue = self.routes.get(request.path)
+        if not queue:
+            return Reply(404, b"not found")
+        status, body, delay = queue.pop(0) if len(queue) > 1 else queue[0]
+        return Reply(status, body, delay=delay)
 
 
 @pytest.fixture
 def archive() -> Iterator[tuple[Archive, str]]:
     state = Archive()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(state.handle) as base:
+        yield state, base
 
 
 def source(base: str, **kwargs) -> PipermailSource:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from support.backends import ScriptedBackend
+from support.sources import ListSource
 
 from sciknow.config import ConfigError, Profile, RetrievalConfig
 from sciknow.index.chunking import Chunker
 from sciknow.index.pipeline import ingest
 from sciknow.index.store import Store
-from sciknow.ingest.base import State
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Document, Evidence
 from sciknow.rerank.base import Reranker, order_by_scores
@@ -87,23 +87,10 @@ FIXTURES = [
 ]
 
 
-class _Source:
-    name = "fx"
-
-    def __init__(self) -> None:
-        self.skipped: list = []
-
-    def iter_documents(self, since: State | None) -> Iterator[Document]:
-        yield from FIXTURES
-
-    def state(self) -> State:
-        return State(origins={d.origin: d.content_hash for d in FIXTURES})
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, embedder) -> Store:
     store = Store(tmp_path_factory.mktemp("rerank") / "data")
-    ingest(store, [_Source()], embedder, Chunker(symbol_prefixes=PREFIXES))
+    ingest(store, [ListSource("fx", FIXTURES)], embedder, Chunker(symbol_prefixes=PREFIXES))
     return store
 
 
@@ -328,13 +315,14 @@ def test_cross_encoder_loads_a_local_model_folder(tmp_path):
         CrossEncoderReranker(str(tmp_path / "missing")).rerank("q", candidates, 1)
 
 
-class _FakeBackend:
+class _FakeBackend(ScriptedBackend):
     """Characters as tokens; says Yes (log p −0.1) when the passage mentions tolerances."""
 
     YES, NO = 1, 2
 
     def __init__(self) -> None:
-        self.calls: list[int] = []
+        super().__init__()
+        self.scored: list[int] = []
 
     def tokenize(self, text: str, special: bool = False) -> list[int]:
         return {"Yes": [self.YES], "No": [self.NO]}.get(text) or [ord(c) for c in text]
@@ -343,7 +331,7 @@ class _FakeBackend:
         return [ord(c) for c in messages[-1]["content"]]
 
     def score(self, sequences, top_k: int = 0):
-        self.calls.append(len(sequences))
+        self.scored.append(len(sequences))
         out = []
         for seq in sequences:
             passage = "".join(map(chr, seq[:-1])).split("Passage:")[1]
@@ -362,7 +350,7 @@ def test_llm_reranker_scores_yes_against_no_in_one_batch():
     ]
     ranked = LLMReranker(backend).rerank("How do I set tolerances?", candidates, 2)
     assert [e.doc_id for e in ranked] == ["fx:b#y", "fx:a#x"]
-    assert backend.calls == [4]  # one batched call: Yes and No for each candidate
+    assert backend.scored == [4]  # one batched call: Yes and No for each candidate
     expected = -0.1 - np.logaddexp(-0.1, -2.5)  # log P(Yes | Yes or No)
     assert ranked[0].scores["llm"] == pytest.approx(expected)
     assert ranked[1].scores["llm"] == pytest.approx(-2.5 - np.logaddexp(-0.1, -2.5))

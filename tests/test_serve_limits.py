@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from support.feedback import SERVER, vote
 
 from sciknow.serve.web.feedback import FILE_NAME, FeedbackStore
 
@@ -196,8 +197,6 @@ def test_a_vote_with_nan_from_an_older_server_exports_as_strict_json(tmp_path):
     import sqlite3
 
     store = FeedbackStore(tmp_path / FILE_NAME)
-    from test_feedback import SERVER, vote
-
     row_id = store.add(vote("q", "up"), SERVER)
     with sqlite3.connect(store.path) as conn:
         conn.execute("UPDATE feedback SET settings = ? WHERE id = ?", ('{"k": NaN}', row_id))

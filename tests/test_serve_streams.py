@@ -105,7 +105,7 @@ def test_sigterm_during_a_stream_exits_promptly(docs_config, serve_processes):
 
 def test_health_reports_a_wedged_engine(extractive_config, serve_app):
     """An answer silent for longer than `stall_s` turns /health into 503 "stalled"."""
-    from conftest import ScriptedBackend
+    from support.backends import ScriptedBackend
 
     from sciknow.config import ServeConfig
     from sciknow.serve.answer import Assistant
@@ -131,7 +131,7 @@ def test_health_reports_a_wedged_engine(extractive_config, serve_app):
 
 def test_a_cancelled_run_stops_the_model(extractive_config):
     """Leaving a stream closes the model's generation at its next token."""
-    from conftest import ScriptedBackend
+    from support.backends import ScriptedBackend
 
     from sciknow.serve.answer import Assistant
     from sciknow.serve.factory import build_retriever

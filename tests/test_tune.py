@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sources import ListSource
+from support.sources import ListSource
 
 from sciknow.config import load_config
 from sciknow.errors import SourceError, StoreError

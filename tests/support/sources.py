@@ -1,4 +1,4 @@
-"""Sources over documents held in memory, for tests that build real indexes."""
+"""A source over documents held in memory, for tests that build real indexes."""
 
 from __future__ import annotations
 
@@ -9,19 +9,30 @@ from sciknow.records import Document
 
 
 class ListSource:
-    """A source over documents held in memory; one origin per document title."""
+    """A source over documents held in memory, fingerprinted by content like a file source
+    (one origin per document). `skipped_origins` are reported as unreadable; at document
+    number `fail_after` the source fails as a disk that went away."""
 
-    def __init__(self, name: str, docs: list[Document], skipped_origins: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        name: str,
+        docs: list[Document],
+        skipped_origins: tuple[str, ...] = (),
+        fail_after: int | None = None,
+    ) -> None:
         self.name = name
         self.docs = docs
         self.skip_log = SkipLog()
         self.skipped_origins = skipped_origins
+        self.fail_after = fail_after
         self.skipped = self.skip_log.skipped
 
     def iter_documents(self, since: State | None) -> Iterator[Document]:
         for origin in self.skipped_origins:
             self.skip_log.skip(origin, "unreadable in this test")
-        for doc in self.docs:
+        for n, doc in enumerate(self.docs):
+            if n == self.fail_after:
+                raise OSError("the disk went away")
             if since is None or since.origins.get(doc.origin) != doc.content_hash:
                 yield doc
 
