@@ -19,7 +19,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from sciknow.config import Profile
-from sciknow.ingest.mail import MboxSource
+from sciknow.ingest.mbox import MboxSource
 
 TOPICS = [
     "KSPSolve diverges",

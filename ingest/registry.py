@@ -144,7 +144,7 @@ def _community_source(spec: SourceConfig, config: Config) -> Source:
 
         return PipermailSource(**common)
     if spec.kind == "mbox":
-        from sciknow.ingest.mail import MboxSource
+        from sciknow.ingest.mbox import MboxSource
 
         return MboxSource(archive_url=spec.base_url, **common)
     if spec.kind == "gitlab":

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from sciknow.config import Profile
 from sciknow.ingest.mail import (
-    MboxSource,
     Post,
     Threader,
     author_name,
@@ -23,6 +22,7 @@ from sciknow.ingest.mail import (
     render_posts,
     scrub_addresses,
 )
+from sciknow.ingest.mbox import MboxSource
 
 ADDRESS_RE = re.compile(r"[\w.+-]+(?:@|%40| at )[\w-]+\.[A-Za-z]{2,}")
 

@@ -231,7 +231,7 @@ def build_index(root: Path, embedder):
     from sciknow.index.pipeline import ingest
     from sciknow.ingest.docs import DocsSource
     from sciknow.ingest.gitlab import GitLabSource
-    from sciknow.ingest.mail import MboxSource
+    from sciknow.ingest.mbox import MboxSource
 
     config = load_config(environ={"SCIKNOW_DATA_DIR": str(root / "data")})
     config.profile.maintainers = list(MAINTAINERS)
