@@ -506,7 +506,7 @@ def test_http_server_refuses_a_missing_or_wrong_token(mcp_http):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--host", "0.0.0.0"], "refusing to serve MCP on 0.0.0.0 without a token"),
+        (["--host", "0.0.0.0"], "refusing to serve MCP on 0.0.0.0 without an API token"),
         (["--token", "t", "--no-auth"], "give --token or --no-auth, not both"),
     ],
 )

@@ -20,6 +20,7 @@ from sciknow.config import ANSWER_MODES, BACKENDS, Config, ConfigError, load_con
 from sciknow.errors import SciknowError
 from sciknow.eval.cli import add_eval_parser
 from sciknow.ui.attribute import add_attribute_parser
+from sciknow.ui.auth import serving_token
 from sciknow.ui.check_code import add_check_code_parser
 from sciknow.ui.discordbot.bot import add_discord_parser
 from sciknow.ui.feedback import add_feedback_parser
@@ -157,26 +158,9 @@ def _describe_flag(flag: dict[str, Any]) -> str:
     return f"{kind}: {flag.get('reason', '')}"
 
 
-def _serve_token(args: argparse.Namespace) -> str | None:
-    """The API token, or None; refuses a non-local address without one unless --no-auth."""
-    from sciknow.serve.web.access import is_loopback
-
-    token = args.token or os.environ.get("SCIKNOW_API_TOKEN") or None
-    if args.no_auth:
-        if args.token:
-            raise ConfigError("give --token or --no-auth, not both")
-        return None
-    if token is None and not is_loopback(args.host):
-        raise ConfigError(
-            f"refusing to serve on {args.host} without an API token: set SCIKNOW_API_TOKEN "
-            "(or pass --token), or pass --no-auth to let anyone who reaches it use it"
-        )
-    return token
-
-
 def _serve(args: argparse.Namespace, config: Config) -> int:
     """Refuses to start, with one line, on a read-only, full or damaged data directory."""
-    token = _serve_token(args)
+    token = serving_token(args)
     from sciknow.serve.factory import build_assistant
     from sciknow.serve.web.api import create_app
     from sciknow.serve.web.server import run

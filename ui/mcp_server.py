@@ -38,10 +38,11 @@ from urllib.parse import quote
 from pydantic import Field, StringConstraints, ValidationError
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
-from sciknow.config import Config, ConfigError
+from sciknow.config import Config
 from sciknow.errors import SciknowError, StoreError
 from sciknow.records import KINDS
 from sciknow.ui.api_client import TOKEN_ENV, ApiClient, ApiError
+from sciknow.ui.auth import serving_token
 
 RESOURCE_PREFIX = "sciknow://doc/"
 DEFAULT_API_URL = "http://127.0.0.1:8080"  # where `sciknow serve` listens unless told
@@ -356,24 +357,6 @@ def render_document(doc: dict[str, Any]) -> str:
     return f"# {doc['title']}\n\n{where}\n\n{doc['text']}\n"
 
 
-def http_token(args: argparse.Namespace) -> str | None:
-    """The token HTTP clients must send, by `sciknow serve`'s rule: `--token` or
-    `SCIKNOW_API_TOKEN`; none with `--no-auth`; a non-local address refused without one."""
-    from sciknow.serve.web.access import is_loopback
-
-    if args.no_auth:
-        if args.token:
-            raise ConfigError("give --token or --no-auth, not both")
-        return None
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    if token is None and not is_loopback(args.host):
-        raise ConfigError(
-            f"refusing to serve MCP on {args.host} without a token: set {TOKEN_ENV} (or pass "
-            "--token), or pass --no-auth to let anyone who reaches it use it"
-        )
-    return token
-
-
 def serve_answers_at(url: str) -> bool:
     """Whether a `sciknow serve` answers at `url`: its `/health`, or its refusal of a call
     without the token (it then wants `SCIKNOW_API_TOKEN`, as any client of it)."""
@@ -432,7 +415,7 @@ def make_api(args: argparse.Namespace, config: Config) -> tuple[SciknowAPI, str]
 
 def run_mcp(args: argparse.Namespace, config: Config) -> int:
     """Serve the tools over stdio (for an agent that starts us) or streamable HTTP."""
-    token = http_token(args) if args.transport == "http" else None
+    token = serving_token(args, "MCP") if args.transport == "http" else None
     api, mode = make_api(args, config)
     print(f"sciknow mcp ({args.transport}): {mode}", file=sys.stderr, flush=True)
     server = build_server(api, config.profile.display_name)
