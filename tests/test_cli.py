@@ -11,7 +11,7 @@ from pathlib import Path
 from support.pages import write_docs
 
 from sciknow.errors import StoreError
-from sciknow.ui import cli
+from sciknow.ui import cli, stats
 
 
 def sciknow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -70,7 +70,7 @@ def _stats_raising(monkeypatch, error: Exception) -> None:
     def failing(args, config):
         raise error
 
-    monkeypatch.setattr(cli, "_stats", failing)
+    monkeypatch.setattr(stats, "run_stats", failing)
 
 
 def test_an_explained_error_is_one_line(monkeypatch, tmp_path, capsys):

@@ -426,7 +426,7 @@ def test_verify_rejects_binary_and_undecodable_files(library, capsys, tmp_path):
 def test_answers_carry_name_flags_and_ask_prints_them(library):
     """build_assistant wires the check (answer.check_names); `sciknow ask` prints its flags."""
     from sciknow.serve.factory import build_assistant
-    from sciknow.ui.cli import _describe_flag
+    from sciknow.ui.ask import describe_flag
 
     config, _ = library
     config = copy.deepcopy(config)
@@ -436,10 +436,10 @@ def test_answers_carry_name_flags_and_ask_prints_them(library):
         ("unknown_name", "KSPSetTolerence"),
         ("removed_name", "MatGetSubMatrix"),
     ]
-    assert _describe_flag(flags[0]).startswith(
+    assert describe_flag(flags[0]).startswith(
         "unknown-name: KSPSetTolerence (did you mean: KSPSetTolerances"
     )
-    assert _describe_flag(flags[1]) == (
+    assert describe_flag(flags[1]) == (
         "removed-name: MatGetSubMatrix (replaced by: MatCreateSubMatrix)"
     )
     config.answer.check_names = False
