@@ -43,6 +43,7 @@ from sciknow.index.store import Filters, Store
 from sciknow.index.terms import terms
 from sciknow.records import Chunk
 
+LAYOUT = 2  # of the rows' fields and their encoding: bump it and old collections are rebuilt
 GENERATION_BITS = 24  # a row's primary key is its chunk rowid and the generation it was added
 BM25_PARAMS = {"bm25_k1": 1.5, "bm25_b": 0.75}  # bm25s's defaults, as the FAISS store uses
 INSERT_BATCH = 1000
@@ -184,8 +185,8 @@ class MilvusStore(Store):
         self.collection = collection
         # SQLite's meta row naming the generation this collection holds, written in the
         # transaction that commits it: a generation the FAISS store (or another collection)
-        # committed since is never served from stale rows.
-        self._marker = f"milvus:{uri}#{collection}"
+        # committed since is never served from stale rows, nor rows of another layout.
+        self._marker = f"milvus:v{LAYOUT}:{uri}#{collection}"
         if self._has_collection():  # a new process finds it released (Milvus Lite)
             self.client.load_collection(collection)
 
@@ -313,6 +314,8 @@ class MilvusStore(Store):
         """Bring the collection from the committed generation's rows to SQLite's rows as
         they stand in this transaction: insert what is new or re-embedded, mark what is
         gone; readers see neither until SQLite commits `generation`."""
+        if self._has_collection() and self.meta_value(self._marker) is None:
+            self.client.drop_collection(self.collection)  # another layout's, or index's
         if not self._has_collection():
             schema = _schema(self.client, dimension)
             self.client.create_collection(

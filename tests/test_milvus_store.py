@@ -104,6 +104,15 @@ def test_update_and_delete_by_document(tmp_path, embedder, chunker):
     assert rows[0]["count(*)"] == 4  # retired rows were dropped, not left behind
     assert ingest(store, [ListSource("test", docs)], embedder, chunker).documents == 0
     assert store.generation() == 2
+    store.conn.execute("DELETE FROM meta WHERE key LIKE 'milvus:%'")  # an older layout's rows
+    with pytest.raises(RuntimeError, match="does not hold the index"):
+        store.search_terms("profiling", 1)
+    ingest(store, [ListSource("test", docs)], embedder, chunker)  # rebuilt, not patched
+    assert store.generation() == 3 and titles(store, embedder, "log_view summary")[0] == (
+        "Profiling"
+    )
+    rows = store.client.query(store.collection, filter="added == 3", output_fields=["count(*)"])
+    assert rows[0]["count(*)"] == 4  # every row written anew
 
 
 def test_crash_mid_ingest_leaves_the_last_generation(tmp_path, embedder, chunker):
