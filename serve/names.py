@@ -396,6 +396,8 @@ class NameChecker:
                 continue
             if token in self.known or token in self.ignore or token.startswith(_FOREIGN):
                 continue
+            if token.endswith("_"):  # a family written as its prefix (`MATOP_`)
+                continue
             if self._near_miss(token) is None:
                 continue
             line = bisect.bisect_left(newlines, match.start()) + 1

@@ -590,7 +590,7 @@ def test_no_false_alarms_seen_on_the_dev_answers():
     from sciknow.serve.names import NameChecker, history_ranges
 
     checker = NameChecker(
-        ["MPI_Comm", "MPIU_Count", "MATOP_VIEW", "MATOP_MULT", "PETSC_INTPTR_T_FMT"],
+        ["MPI_Comm", "MPIU_Count", "MATOP", "MATOP_VIEW", "MATOP_MULT", "PETSC_INTPTR_T_FMT"],
         ["PETSC", "MAT"],
         removed={"PETSC_MPI_COMM_FMT": ["PETSC_INTPTR_T_FMT"]},
         defined=["MPI_Comm", "MATOP_VIEW", "MATOP_MULT", "PETSC_INTPTR_T_FMT"],
