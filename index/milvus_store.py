@@ -58,6 +58,9 @@ TOKEN_ENV = "SCIKNOW_MILVUS_TOKEN"
 def milvus_client(uri: str) -> Any:
     """A `pymilvus` client for `uri`: a Milvus Lite file, or a server URL whose token
     (if any) comes from `SCIKNOW_MILVUS_TOKEN`."""
+    # gRPC prints an info line on stderr whenever this process forks (git, a sandbox)
+    # while its threads are in gRPC; errors still show. Read when gRPC first loads.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         from pymilvus import MilvusClient, MilvusException
     except ImportError as err:
