@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from sciknow.errors import StoreError
 from sciknow.index.embed_policy import EmbedPolicy
 from sciknow.index.store import Filters, Store
 from sciknow.index.terms import terms
@@ -64,7 +65,7 @@ def milvus_client(uri: str) -> Any:
     try:
         from pymilvus import MilvusClient, MilvusException
     except ImportError as err:
-        raise RuntimeError(
+        raise StoreError(
             "store.backend = 'milvus' needs pymilvus (and milvus-lite for a file uri): "
             "pip install pymilvus milvus-lite"
         ) from err
@@ -80,7 +81,7 @@ def milvus_client(uri: str) -> Any:
     except MilvusException as err:
         if "://" in uri:
             raise
-        raise RuntimeError(
+        raise StoreError(
             f"cannot open the Milvus Lite file {uri} ({err.message}): Milvus Lite lets one "
             "process at a time use it, so stop the other (a `sciknow serve`?) or use a "
             "Milvus server (store.uri = 'http://host:19530')"
@@ -207,7 +208,7 @@ class MilvusStore(Store):
         """The generation readers see; refused when the collection does not hold it."""
         generation = self.generation()
         if generation and self.meta_value(self._marker) != str(generation):
-            raise RuntimeError(
+            raise StoreError(
                 f"the Milvus collection {self.collection!r} at {self.uri} does not hold the "
                 f"index in {self.root} (generation {generation}): run `sciknow ingest` or "
                 f"`sciknow index copy --to {self.uri}`"

@@ -14,6 +14,7 @@ from support.corpus import CODE, CORPUS, PREFIXES, doc, retriever
 from support.sources import ListSource
 
 from sciknow.config import Config, IngestConfig, StoreConfig
+from sciknow.errors import StoreError
 from sciknow.index.chunking import Chunker
 from sciknow.index.embed_policy import EmbedPolicy
 from sciknow.index.factory import open_store
@@ -105,7 +106,7 @@ def test_update_and_delete_by_document(tmp_path, embedder, chunker):
     assert ingest(store, [ListSource("test", docs)], embedder, chunker).documents == 0
     assert store.generation() == 2
     store.conn.execute("DELETE FROM meta WHERE key LIKE 'milvus:%'")  # an older layout's rows
-    with pytest.raises(RuntimeError, match="does not hold the index"):
+    with pytest.raises(StoreError, match="does not hold the index"):
         store.search_terms("profiling", 1)
     ingest(store, [ListSource("test", docs)], embedder, chunker)  # rebuilt, not patched
     assert store.generation() == 3 and titles(store, embedder, "log_view summary")[0] == (
@@ -141,14 +142,14 @@ def test_backends_take_turns_on_one_data_directory(tmp_path, embedder, chunker):
     faiss_store = Store(tmp_path / "data")
     ingest(faiss_store, [ListSource("test", CORPUS)], embedder, chunker)
     store = milvus(tmp_path)
-    with pytest.raises(RuntimeError, match="index copy --to"):
+    with pytest.raises(StoreError, match="index copy --to"):
         store.search_terms("matrix storage", 3)
     store.build_current(EmbedPolicy())
     assert titles(store, embedder, "matrix storage")[0] == "Matrix formats"
     assert store.generation() == 1 == faiss_store.generation()
     edited = [doc("Matrix formats", "Dense storage keeps every entry, MATDENSE."), *CORPUS[:2]]
     ingest(faiss_store, [ListSource("test", edited)], embedder, chunker)
-    with pytest.raises(RuntimeError, match="does not hold the index"):
+    with pytest.raises(StoreError, match="does not hold the index"):
         store.search_terms("matrix storage", 3)
     report = ingest(store, [ListSource("test", edited)], embedder, chunker)
     assert report.documents == 0 and report.embedded == 0 and store.generation() == 3
@@ -177,6 +178,9 @@ def test_index_copy_command_moves_the_index_and_back(tmp_path, monkeypatch, caps
     monkeypatch.setenv("SCIKNOW_STORE__URI", "lite.db")
     assert cli.main([*base, "search", "compressed row storage", "--json"]) == 0
     assert '"title": "Matrix formats"' in capsys.readouterr().out.split("}")[0]
+    monkeypatch.setenv("SCIKNOW_STORE__URI", "other.db")  # a collection that never had it
+    assert cli.main([*base, "search", "compressed row storage"]) == 2
+    assert "does not hold the index" in capsys.readouterr().err
     assert cli.main([*base, "index", "copy", "--to", "faiss"]) == 0
     monkeypatch.setenv("SCIKNOW_INGEST__SKIP_EMBEDDING_KINDS", "")
     assert cli.main([*base, "index", "copy", "--to", "faiss"]) == 2

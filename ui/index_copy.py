@@ -13,7 +13,8 @@ import argparse
 import time
 from typing import Any
 
-from sciknow.config import Config, ConfigError
+from sciknow.config import Config
+from sciknow.errors import ConfigError, StoreError
 
 
 def add_index_parser(verbs: Any) -> None:
@@ -37,7 +38,7 @@ def run_copy(args: argparse.Namespace, config: Config) -> int:
 
     source = Store(config.data_path)
     if source.generation() == 0:
-        raise ConfigError(f"no index in {config.data_path} to copy: run `sciknow ingest`")
+        raise StoreError(f"no index in {config.data_path} to copy: run `sciknow ingest`")
     policy = embed_policy(config)
     _check_vectors(source, policy)
     if args.to == "faiss":
@@ -69,7 +70,7 @@ def _check_vectors(store: Any, policy: Any) -> None:
     embedder = store.meta_value("embedder") or ""
     missing = store.cache.missing(store.texts_by_hash(policy), embedder)
     if missing:
-        raise ConfigError(
+        raise StoreError(
             f"{len(missing)} of the index's vectors are not in {store.root}/embeddings.sqlite: "
             "run `sciknow ingest` to embed them again"
         )
