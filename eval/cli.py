@@ -41,11 +41,11 @@ def _corpus(args: argparse.Namespace, config: Config) -> Path:
 
 def _repo(args: argparse.Namespace, config: Config) -> str:
     """--repo, else the config's first local source tree (the main job's corpus), unless
-    --docs-only."""
-    if args.docs_only:
-        return ""
+    --docs-only or an explicit --corpus (then the docs alone, as given)."""
     if args.repo:
         return args.repo
+    if args.docs_only or args.corpus:
+        return ""
     for source in config.sources:
         if source.kind in ("source", "git") and Path(source.path).is_dir():
             return source.path
