@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
@@ -118,7 +119,9 @@ def create_app(
         yield
         engine.shutdown()  # the server is stopping: no answer outlives it
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the assets fastapi-offline ships: /docs works offline
+    # (FastAPI's own pages load them from a CDN and are blank without internet).
+    app = FastAPIOffline(
         title="sciknow",
         version="0.1.0",
         description="Cited answers from the index.",
