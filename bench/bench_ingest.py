@@ -41,12 +41,14 @@ from sciknow.rerank.hybrid import HybridRetriever
 
 SEARCH_QUESTION = "How do I set the tolerances of a KSP solver?"
 
-# Runs the CLI, then reports this process's own peak RSS (KiB) on stderr's last line.
+# Runs the CLI, then reports its CPU seconds and peak RSS (KiB) on stderr's last lines.
 WRAPPER = (
     "import resource, sys\n"
     "from sciknow.ui.cli import main\n"
     "code = main(sys.argv[1:])\n"
-    "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "use = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "print('cpu_s', round(use.ru_utime + use.ru_stime, 1), file=sys.stderr)\n"
+    "print('peak_rss_kib', use.ru_maxrss, file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
@@ -80,11 +82,16 @@ def run_ingest(data_dir: Path, location: Path | None, backend: str) -> dict:
     seconds = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"ingest failed:\n{done.stderr[-3000:]}")
-    peak_kib = int(done.stderr.strip().splitlines()[-1].split()[-1])
+    lines = done.stderr.strip().splitlines()
+    peak_kib = int(lines[-1].split()[-1])
+    cpu_s = float(lines[-2].split()[-1])
     summary = done.stdout.splitlines()[0]
     embedded = int(summary.split(" embedded;")[0].rsplit(" ", 1)[-1])
     return {
         "seconds": round(seconds, 2),
+        # CPU seconds of the process: on a shared machine, wall time / 2 cores is no bound,
+        # but CPU time / 2 is what an idle 2-core machine needs at best.
+        "cpu_seconds": cpu_s,
         "peak_rss_mib": round(peak_kib / 1024),
         "embedded": embedded,
         "embedded_per_s": round(embedded / seconds, 1),
