@@ -80,6 +80,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sciknow.serve.backends.base import Backend, ScoredSequence
+from sciknow.serve.backends.decoding import entropy, log_softmax
 
 EPSILON = 1e-3  # excluded prior mass per position
 WIDTH = 0.05  # target width of the LogA interval, nats
@@ -101,12 +102,6 @@ def logsumexp(values: np.ndarray) -> float:
 def log_add(a: float, b: float) -> float:
     """log(e^a + b) for b ≥ 0, exact when e^a underflows."""
     return a if b <= 0 else max(a, math.log(b)) + math.log1p(math.exp(-abs(a - math.log(b))))
-
-
-def entropy(logits: np.ndarray) -> float:
-    """Entropy (nats) of softmax(logits)."""
-    logp = logits - logsumexp(logits)
-    return float(-(np.exp(logp) * logp).sum())
 
 
 @dataclass
@@ -177,8 +172,8 @@ def marginalize(
         loga_bounds=(log_p - high, log_p - low),
         log_p_token=float(den[observed]) - d,
         log_p_token_bounds=(float(den[observed]) - d_high, float(den[observed]) - d),
-        h_i=entropy(den),
-        h=entropy(num),
+        h_i=float(entropy(log_softmax(den))),
+        h=float(entropy(log_softmax(num))),
     )
 
 

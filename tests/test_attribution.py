@@ -19,13 +19,13 @@ from sciknow.serve.attribution import (
     PositionScore,
     attribute,
     brute_force,
-    entropy,
     exact_cost,
     marginalize,
     t95,
     two_sided,
 )
 from sciknow.serve.backends.base import ScoredSequence
+from sciknow.serve.backends.decoding import entropy, log_softmax
 from sciknow.serve.backends.hf import TransformersBackend
 
 A, B, C = 0, 1, 2
@@ -47,7 +47,7 @@ class Bigram:
                     list(seq),
                     [None, *(float(r[t]) for r, t in zip(rows, seq[1:], strict=True))],
                     [[], *top],
-                    [None, *(entropy(r) for r in rows)],
+                    [None, *(float(entropy(r)) for r in rows)],
                 )
             )
         return out
@@ -167,8 +167,8 @@ def test_brute_force_follows_the_definitions_on_a_three_token_llama() -> None:
         marginal = np.logaddexp.reduce(num) - np.logaddexp.reduce(den)
         assert score.log_p_marginal == pytest.approx(marginal, abs=1e-10)
         assert score.loga == pytest.approx(result.log_p_response - marginal, abs=1e-10)
-        assert score.h_i == pytest.approx(entropy(den), abs=1e-10)
-        assert score.h == pytest.approx(entropy(num), abs=1e-10)
+        assert score.h_i == pytest.approx(entropy(log_softmax(den)), abs=1e-10)
+        assert score.h == pytest.approx(entropy(log_softmax(num)), abs=1e-10)
 
 
 # -- the fast path against brute force ----------------------------------------------------------

