@@ -61,22 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def explained(err: Exception) -> bool:
-    """Whether `err` is one sciknow raised on purpose, its message all a user needs.
-
-    The store's `StorageError` (disk full, permissions, a broken file) is one too; it is
-    looked up only once the store module is loaded, as it must be for one to exist."""
-    store = sys.modules.get("sciknow.index.store")
-    return isinstance(err, SciknowError) or (
-        store is not None and isinstance(err, store.StorageError)
-    )
-
-
 def report_error(err: Exception, verbose: bool) -> int:
-    """Print a failed verb's error: an explained one as one line (exit status 2); any
-    other is a bug here or a fault in a library underneath, so its traceback is what
-    helps: printed with -v, and a line saying so without it (exit status 1)."""
-    if explained(err):
+    """Print a failed verb's error: a `SciknowError` (the store's `StorageError` is one)
+    explains itself in one line (exit status 2); any other is a bug here or a fault in a
+    library underneath, so its traceback is what helps: printed with -v, and a line
+    saying so without it (exit status 1)."""
+    if isinstance(err, SciknowError):
         print(f"sciknow: error: {err}", file=sys.stderr)
         return 2
     if verbose:
