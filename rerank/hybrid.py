@@ -154,8 +154,11 @@ class HybridRetriever:
         vector = self.embedder.embed([question])[0]
         rankings = self.rankings(question, vector, n, allowed)
         fused = reciprocal_rank_fusion(rankings, self.weights, self.settings.rrf_k)[:n]
-        kind = question_kind(question, self.query_symbols(question))
-        candidates = self._weigh_kinds(self._evidence(fused, rankings), kind)
+        names = self.query_symbols(question)
+        kind = question_kind(question, names)
+        # A question that names a library name keeps its man page at full weight.
+        general = kind not in ("api", "option") and not names
+        candidates = self._weigh_kinds(self._evidence(fused, rankings), kind, general)
         if self.feedback is not None:
             candidates = self.feedback.rerank(question, candidates, len(candidates))
         if self.reranker is not None:
@@ -183,16 +186,17 @@ class HybridRetriever:
         first.reason = "the man page of what the question asks"
         return [first, *(e for e in candidates if e.chunk_id != first.chunk_id)]
 
-    def _weigh_kinds(self, candidates: list[Evidence], kind: str) -> list[Evidence]:
+    def _weigh_kinds(self, candidates: list[Evidence], kind: str, general: bool) -> list[Evidence]:
         """Scale fused scores by `kind_weights` and re-sort (ties keep the fused order).
         Release notes keep their full weight for a question about versions or changes;
-        `other_question_weights` scale kinds further for questions that are neither API
-        how-tos nor options (man pages: MiniLM puts any short PETSc page close to any
-        PETSc question, and "What kind of license is PETSc released under?" drew them)."""
+        `other_question_weights` scale kinds further for a `general` question (no API
+        how-to, no option, no library name typed; man pages: MiniLM puts any short PETSc
+        page close to any PETSc question, and "What kind of license is PETSc released
+        under?" drew them)."""
         weights = dict(self.settings.kind_weights)
         if kind == "version":
             weights.pop("changelog", None)
-        if kind not in ("api", "option"):
+        if general:
             for name, factor in self.settings.other_question_weights.items():
                 weights[name] = weights.get(name, 1.0) * factor
         if not weights:
