@@ -157,7 +157,7 @@ class AnswerConfig:
     k: int = 6
     max_tokens: int = 384
     temperature: float = 0.0
-    min_relevance: float = 0.37
+    min_relevance: float = 0.33
     # "extractive": cited sentences, list items and code from the passages; "generative":
     # the model writes; "auto": extractive when `models.size` is small (README, "Answers").
     mode: str = "auto"

@@ -63,7 +63,9 @@ MAX_CANDIDATES = 15
 # uses a word of its name or an option it lists: MiniLM alone put PetscBenchCreate at
 # 0.66 for "How can I generate performance summaries?".
 LEAD_FLOOR = 0.65
-MIN_UNIT_COSINE = 0.4  # a unit below this cosine to the question is never quoted
+# Below this cosine to the question a unit is quoted only as part of the lead passage
+# (the passage of the best-scored unit, however weak: retrieval judged it relevant).
+MIN_UNIT_COSINE = 0.1
 # What the units after the lead may use: at least MIN_REST_CHARS, at most REST_CHARS, or
 # REST_AFTER_PAGE after a man page (its fields already say what it does; the sources
 # carry the rest).
@@ -174,7 +176,13 @@ class Extractor:
             _lead_with_passage(plan, kind, scored)
         room = REST_AFTER_PAGE if target is not None else REST_CHARS
         budget = max(min(self.max_chars - len("\n\n".join(plan.parts)), room), MIN_REST_CHARS)
-        rest = [c for c in scored if c.passage - 1 not in plan.used and not plan.repeats(c)]
+        rest = [
+            c
+            for c in scored
+            if c.similarity >= MIN_UNIT_COSINE
+            and c.passage - 1 not in plan.used
+            and not plan.repeats(c)
+        ]
         plan.parts.append(_render_rest(_mmr(rest, budget)))
         return plan.finish()
 
@@ -196,7 +204,8 @@ class Extractor:
         self, question: str, evidence: Sequence[Evidence], names: Sequence[str], budget: int
     ) -> list[Candidate]:
         """Units of the passages chosen within `budget` (a docs patch's selection)."""
-        return _mmr(self.scored(question, evidence, names), budget)
+        scored = self.scored(question, evidence, names)
+        return _mmr([c for c in scored if c.similarity >= MIN_UNIT_COSINE], budget)
 
     def scored(
         self,
@@ -205,7 +214,7 @@ class Extractor:
         names: Sequence[str],
         question_vector: np.ndarray | None = None,
     ) -> list[Candidate]:
-        """The passages' units that stand alone, scored, above `MIN_UNIT_COSINE`; code only
+        """The passages' units that stand alone, scored (the floor is the caller's); code only
         when it uses one of `names`."""
         candidates = [
             c
@@ -231,7 +240,7 @@ class Extractor:
             candidate.vector = vector
             candidate.similarity = float(vector @ question_vector)
             candidate.score = candidate.cheap + WEIGHTS["dense"] * candidate.similarity
-        return [c for c in candidates if c.similarity >= MIN_UNIT_COSINE]
+        return candidates
 
 
 def _body(item: Evidence) -> str:
