@@ -132,16 +132,23 @@ class HybridRetriever:
         ]
 
     def rankings(
-        self, question: str, vector: np.ndarray, n: int, allowed: np.ndarray | None
+        self,
+        question: str,
+        vector: np.ndarray,
+        n: int,
+        allowed: np.ndarray | None,
+        symbols: list[str] | None = None,
     ) -> dict[str, Ranking]:
-        """Each retriever with a non-zero weight: its top `n` chunk row ids with scores."""
+        """Each retriever with a non-zero weight: its top `n` chunk row ids with scores.
+        `symbols`: the question's names when the caller has them (`query_symbols`)."""
         out: dict[str, Ranking] = {}
         if self.settings.dense_weight:
             out["dense"] = self.store.search_dense(vector, n, allowed)
         if self.settings.bm25_weight:
             out["bm25"] = self.store.search_terms(question, n, allowed)
         if self.settings.symbol_weight:
-            symbols = self.query_symbols(question)
+            if symbols is None:
+                symbols = self.query_symbols(question)
             out["symbol"] = symbol_ranking(self.store, symbols, vector, n, allowed)
         return out
 
@@ -152,9 +159,9 @@ class HybridRetriever:
         n = max(self.settings.candidates, k)
         allowed = self.store.allowed_rowids(filters or Filters())
         vector = self.embedder.embed([question])[0]
-        rankings = self.rankings(question, vector, n, allowed)
-        fused = reciprocal_rank_fusion(rankings, self.weights, self.settings.rrf_k)[:n]
         names = self.query_symbols(question)
+        rankings = self.rankings(question, vector, n, allowed, names)
+        fused = reciprocal_rank_fusion(rankings, self.weights, self.settings.rrf_k)[:n]
         kind = question_kind(question, names)
         # A question that names a library name keeps its man page at full weight.
         general = kind not in ("api", "option") and not names
@@ -166,16 +173,15 @@ class HybridRetriever:
             reranked = self.reranker.rerank(question, candidates[:pool], pool)
             candidates = reranked + candidates[pool:]
         if kind in ("api", "option") and self.settings.manpage_first:
-            candidates = self._target_first(question, vector, candidates)
+            candidates = self._target_first(question, vector, names, candidates)
         return self.diversifier.rerank(question, candidates, k)
 
     def _target_first(
-        self, question: str, vector: np.ndarray, candidates: list[Evidence]
+        self, question: str, vector: np.ndarray, names: list[str], candidates: list[Evidence]
     ) -> list[Evidence]:
         """A how-to question's man page (`target.py`) goes first when its score (cosine of
         its head plus its name's words in the question) clears `manpage_first`: its summary
         line describes exactly what the question asks for."""
-        names = self.query_symbols(question)
         prefixes = self.profile.symbol_prefixes
         target = target_page(self.store, question, vector, names, candidates, prefixes)
         if target is None or target.score < self.settings.manpage_first or not target.overlap:
