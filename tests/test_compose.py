@@ -7,22 +7,14 @@ import re
 import subprocess
 
 import pytest
+from support.evidence import passage
 
 from sciknow.config import Profile
-from sciknow.records import Evidence
 from sciknow.rerank.question import question_kind
 from sciknow.serve.compose.units import clean, code_is_about, stands_alone
 from sciknow.serve.segment import Unit
 
 PREFIXES = tuple(Profile().symbol_prefixes)
-
-
-def passage(n: int, text: str, kind: str = "doc", title: str = "") -> Evidence:
-    return Evidence(
-        chunk_id=f"c{n}", doc_id=f"d{n}", text=text, title=title or f"Page {n}",
-        uri=f"https://example.org/{n}", kind=kind, source="test", official=True,
-        scores={"dense": 0.5},
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

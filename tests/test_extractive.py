@@ -6,25 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from support.evidence import passage
 
-from sciknow.records import Evidence
 from sciknow.serve.segment import segment, split_sentences
 
 PREFIXES = ("KSP", "PC", "Mat", "Vec", "Petsc", "PETSC", "SNES")
-
-
-def passage(n: int, text: str, title: str = "", kind: str = "doc") -> Evidence:
-    return Evidence(
-        chunk_id=f"c{n}",
-        doc_id=f"d{n}",
-        text=text,
-        title=title or f"Passage {n}",
-        uri=f"https://example.org/{n}",
-        kind=kind,
-        source="test",
-        official=kind != "mail",
-        scores={"dense": 0.5},
-    )
 
 
 # ----- segmentation --------------------------------------------------------------------
