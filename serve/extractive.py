@@ -9,13 +9,14 @@ embedded default the answer is composed from the evidence, around what the quest
    those retrieval and the top passages name (`compose/lead.py`), when it clears
    `LEAD_FLOOR`: its summary line, synopsis, options database keys, the notes that say
    what a default is or what to call, and one tutorial line that calls it, linked to its
-   line. Otherwise the first passage that is not a release note (unless the question is
-   about versions), quoted from its first sentence, in order.
+   line. Otherwise the passage of the best-scored unit (no release note unless the
+   question is about versions; the manual, FAQ or mail before a man page unless it is an
+   API how-to), quoted in order from its opening sentence.
 2. The rest. Every other passage is cut into units (`segment.py`) and each unit scored:
    cosine to the question (the index's own embedder), BM25 of the question's terms
    within the units, the share of the question's library names it contains, a bonus for
    names and options the question does not name, and the passage's rank. Units are
-   chosen greedily, MMR-style, above an absolute floor and a share of the best score,
+   chosen greedily, MMR-style, above a cosine floor and a share of the best score,
    within the length budget left by the lead, and printed in order of relevance.
 3. Units that cannot stand alone are never quoted: a sentence that starts mid-way or
    points back ("As discussed in the preceding section"), one that ends on a colon or
