@@ -196,7 +196,8 @@ class Extractor:
             cited = dataclasses.replace(call.evidence, uri=call.uri)
             m = plan.cite(cited, f"a tutorial that calls {target.page.title}")
             plan.parts.append(
-                f"A tutorial calls it, `{call.title}` {plan.marker(m)}:\n```c\n{call.code}\n```"
+                f"A tutorial calls it, `{call.title}` {plan.marker(m)}:\n"
+                f"```{call.language}\n{call.code}\n```"
             )
 
     # ----- selection ---------------------------------------------------------------

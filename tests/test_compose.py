@@ -149,6 +149,7 @@ int main(int argc, char **argv)
   KSP ksp;
 
   PetscCall(PetscInitialize(&argc, &argv, NULL, help));
+  /* KSPSetTolerances() sets what stops the solve: a mention, not the call */
   PetscCall(KSPSetTolerances(ksp, 1.e-6, 100));
   PetscCall(PetscFinalize());
   return 0;
@@ -194,7 +195,7 @@ def test_an_api_how_to_leads_with_the_man_page_and_a_tutorial_line(tmp_path, emb
     assert result.evidence[0].uri == "https://petsc.org/release/manualpages/KSP/KSPSetTolerances/"
     assert "`-ksp_rtol <rtol>` – Relative tolerance" in result.text
     assert "PETSC_CURRENT" in result.text
-    assert "PetscCall(KSPSetTolerances(ksp, 1.e-6, 100));" in result.text
+    assert "```c\nPetscCall(KSPSetTolerances(ksp, 1.e-6, 100));\n```" in result.text
     tutorial = next(e for e in result.evidence if e.kind == "example")
-    assert tutorial.uri.endswith("src/ksp/tutorials/ex2.c#L10")
+    assert tutorial.uri.endswith("src/ksp/tutorials/ex2.c#L11")
     assert "MatMumpsSetIcntl" not in result.text

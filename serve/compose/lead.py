@@ -17,6 +17,7 @@ MAX_NOTES = 2
 # Notes that matter in a first answer: defaults, values that keep a setting, what to call.
 NOTE_RE = re.compile(r"\b(default|PETSC_[A-Z_]+|SetFromOptions|must be called|before|unchanged)")
 MAX_TUTORIAL_CHUNKS = 24
+COMMENT_STARTS = ("!", "//", "/*", "*", "#", "C ")  # C, C++, Fortran and Python comments
 LINE_FRAGMENT_RE = re.compile(r"#L\d+(?:-\d+)?$")
 
 
@@ -51,6 +52,7 @@ class Call:
     title: str
     uri: str
     evidence: Evidence
+    language: str = "c"
 
 
 def tutorial_call(store: Store, name: str) -> Call | None:
@@ -66,9 +68,11 @@ def tutorial_call(store: Store, name: str) -> Call | None:
     items = store.evidence(rowids)
     pattern = re.compile(rf"\b{re.escape(name)}\s*\(")
     for rowid in rowids:
-        found = pattern.search(items[rowid].text)
-        if found:
-            return _call(store, items[rowid], found.start())
+        text = items[rowid].text
+        for found in pattern.finditer(text):
+            line = text[text.rfind("\n", 0, found.start()) + 1 : found.start()]
+            if not line.lstrip().startswith(COMMENT_STARTS):  # a call, not its mention
+                return _call(store, items[rowid], found.start())
     return None
 
 
@@ -87,4 +91,4 @@ def _call(store: Store, item: Evidence, offset: int) -> Call | None:
     if where >= 0 and code_line:
         line = doc.text[:where].count("\n") + 2 - code_line
         uri = LINE_FRAGMENT_RE.sub(f"#L{line}", uri)
-    return Call(code, doc.origin, uri, item)
+    return Call(code, doc.origin, uri, item, str(doc.meta.get("language") or "c"))
