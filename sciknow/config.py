@@ -288,6 +288,9 @@ class DiscordConfig:
             raise ConfigError("discord.timeout_s and discord.stream_edit_s must be positive")
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 @dataclass
 class ServeConfig:
     """`sciknow serve`: per-client limits, the proxies it trusts, its timeouts (README,
@@ -306,6 +309,10 @@ class ServeConfig:
     header_timeout_s: float = 10.0  # a request's head must arrive within this
     body_timeout_s: float = 30.0  # and its body within this (408)
     stall_s: float = 300.0  # /health says "stalled" when an answer is silent this long
+    # Where replicas keep what they write (feedback): empty, the data directory's SQLite;
+    # "postgresql://user@host/db", one PostgreSQL that every replica shares. Limits stay
+    # per replica either way (README, "Scaling out").
+    database_url: str = ""
 
     def __post_init__(self) -> None:
         limits = [v for k, v in vars(self).items() if k.endswith(("_concurrent", "_minute"))]
@@ -313,6 +320,8 @@ class ServeConfig:
             raise ConfigError("serve: every *_concurrent and *_per_minute must be at least 1")
         if min(self.header_timeout_s, self.body_timeout_s, self.stall_s) <= 0:
             raise ConfigError("serve: timeouts and stall_s must be positive")
+        if self.database_url and not self.database_url.startswith(POSTGRES_SCHEMES):
+            raise ConfigError("serve.database_url must start with postgresql:// (or be empty)")
 
 
 STORE_BACKENDS = ("faiss", "milvus")
