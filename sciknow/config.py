@@ -387,6 +387,37 @@ class DocPatchConfig:
 
 
 @dataclass
+class CheckConfig:
+    """Compiling and running code (`sciknow check-code`, MCP `compile`/`run`, HTTP
+    `/compile`/`/run`, `eval answers --compile`, `sciknow gaps`; README, "Checking code").
+
+    An empty `petsc_dir` means `PETSC_DIR`/`PETSC_ARCH`, then `pkg-config PETSc`.
+    """
+
+    petsc_dir: str = ""  # a built PETSc tree or prefix (absolute, or ~)
+    petsc_arch: str = ""  # its PETSC_ARCH, for a source tree build
+    allow_run: bool = False  # HTTP POST /run (also `sciknow serve --allow-run`)
+    compile_s: float = 120.0  # the compiler's wall time
+    wall_s: float = 30.0  # a sandboxed run's wall time
+    cpu_s: int = 20  # CPU seconds per process of a run
+    memory_mb: int = 4096  # address space per process (MPI maps much it never touches)
+    processes: int = 64  # processes a run may start, above what its user already runs
+    output_bytes: int = 1_000_000  # output kept before the run is cut
+    tmp_mb: int = 256  # the sandbox's private /tmp
+    file_mb: int = 64  # any one file a run writes
+    concurrent: int = 2  # POST /compile and /run one client address may have in flight
+    per_minute: int = 20  # POST /compile and /run one client address may start in 60 s
+    gaps_blocks: int = 100  # docs code blocks `sciknow gaps` compiles per run; 0: none
+
+    def __post_init__(self) -> None:
+        sizes = [self.cpu_s, self.memory_mb, self.processes, self.output_bytes, self.tmp_mb]
+        if min(self.compile_s, self.wall_s, *sizes, self.file_mb) <= 0:
+            raise ConfigError("check: time, memory, process and output limits must be positive")
+        if min(self.concurrent, self.per_minute) < 1 or self.gaps_blocks < 0:
+            raise ConfigError("check: concurrent and per_minute must be >= 1, gaps_blocks >= 0")
+
+
+@dataclass
 class Config:
     data_dir: str = ".sciknow"
     profile: Profile = field(default_factory=Profile)
@@ -400,6 +431,7 @@ class Config:
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     docpatch: DocPatchConfig = field(default_factory=DocPatchConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
 
     @property
     def data_path(self) -> Path:
