@@ -13,6 +13,7 @@ not, 2 on an error (no PETSc: the message says how to install one; an unreadable
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Annotated, Any
 
@@ -20,10 +21,10 @@ from pydantic import Field, StringConstraints
 
 from sciknow.config import Config
 from sciknow.errors import ConfigError
+from sciknow.serve.codecheck.sandbox import MAX_NP
 from sciknow.ui.verify import read_text
 
 CXX_SUFFIXES = (".cxx", ".cpp", ".cc", ".C", ".hpp")
-MAX_NP = 16
 Code = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200_000),
@@ -47,9 +48,11 @@ def add_check_code_parser(verbs: Any) -> None:
         "--show-harness", action="store_true", help="print what was compiled for a fragment"
     )
     parser.add_argument("--language", choices=["c", "c++"], help="default: from the suffix, else c")
-    parser.add_argument("--petsc-dir", default="", help="a built PETSc (default: $PETSC_DIR)")
+    parser.add_argument(
+        "--petsc-dir", default="", help="a built PETSc (default: [check] petsc_dir, $PETSC_DIR)"
+    )
     parser.add_argument("--petsc-arch", default="", help="its PETSC_ARCH")
-    parser.add_argument("--wall-s", type=float, default=30.0, help="--run wall time limit")
+    parser.add_argument("--wall-s", type=float, help="--run wall time limit ([check] wall_s)")
     parser.set_defaults(run=run_check_code)
 
 
@@ -93,8 +96,12 @@ def run_check_code(args: argparse.Namespace, config: Config) -> int:
 
     if not 1 <= args.np <= MAX_NP:
         raise ConfigError(f"--np must be between 1 and {MAX_NP}")
+    if args.wall_s is not None and args.wall_s <= 0:
+        raise ConfigError("--wall-s must be positive")
     code = read_text(args.file)
-    limits = Limits(wall_s=args.wall_s)
+    limits = Limits.of(config.check)
+    if args.wall_s:
+        limits = dataclasses.replace(limits, wall_s=args.wall_s)
     checker = checker_for(config, args.petsc_dir, args.petsc_arch, limits)
     report = checker.check(code, _language(args), run=args.execute, np=args.np)
     if args.json:
@@ -105,10 +112,10 @@ def run_check_code(args: argparse.Namespace, config: Config) -> int:
 
 
 def add_code_tools(server: Any, config: Config, allow_run: bool) -> None:
-    """Register the MCP tools `compile` and, with `allow_run` (`sciknow mcp --allow-run`),
-    `run` on `server`. They compile in the MCP process itself — the PETSc is the one on
-    the agent's machine — with the checker built at the first call, so a server without
-    PETSc starts and each call says how to install one."""
+    """Register the MCP tools `compile` and, with `allow_run` (`sciknow mcp --allow-run`)
+    or `[check] allow_run`, `run` on `server`. They compile in the MCP process itself —
+    the PETSc is the one on the agent's machine — with the checker built at the first
+    call, so a server without PETSc starts and each call says how to install one."""
     import asyncio
     import functools
 
@@ -144,7 +151,7 @@ names; cannot_wrap says why a fragment could not be made a program.""",
     async def compile_code(code: Code, language: Language = "c") -> dict[str, Any]:
         return await check(code, language, False, 1)
 
-    if not allow_run:
+    if not (allow_run or config.check.allow_run):
         return
 
     @server.tool(

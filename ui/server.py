@@ -1,6 +1,6 @@
 """`sciknow serve`: the HTTP API with the web chat mounted at `/`.
 
-    sciknow serve [--host H] [--port P] [--backend B] [--token T | --no-auth]
+    sciknow serve [--host H] [--port P] [--backend B] [--token T | --no-auth] [--allow-run]
 
 127.0.0.1 by default; any other address needs an API token (`ui/auth.py`).
 """
@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from sciknow.config import BACKENDS, Config
@@ -26,6 +27,9 @@ def add_serve_parser(verbs: Any) -> None:
     parser.add_argument(
         "--no-auth", action="store_true", help="serve a non-local address without a token"
     )
+    parser.add_argument(
+        "--allow-run", action="store_true", help="let POST /run run code in the sandbox"
+    )
     parser.set_defaults(run=run_serve)
 
 
@@ -39,7 +43,8 @@ def run_serve(args: argparse.Namespace, config: Config) -> int:
 
     assistant = build_assistant(config, args.backend, allow_empty=True)
     assistant.retriever.store.check()
-    app = create_app(assistant, token=token, serve=config.serve)
+    check = dataclasses.replace(config.check, allow_run=config.check.allow_run or args.allow_run)
+    app = create_app(assistant, token=token, serve=config.serve, check=check)
     mount_chat(app, config.profile.examples, f"{config.profile.display_name} assistant")
     access = "API token required" if token else "no token"
     print(f"sciknow: chat and API on http://{args.host}:{args.port}/ ({access})", flush=True)

@@ -11,6 +11,7 @@ version compiled against), so a check needs no index.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 from collections.abc import Callable, Iterable
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sciknow.config import Config
+from sciknow.config import CheckConfig, Config, Profile
+from sciknow.index.store import Store
 from sciknow.serve.codecheck.compiler import Compilation, Diagnostic, run_compiler
 from sciknow.serve.codecheck.harness import (
     CannotWrap,
@@ -142,7 +144,14 @@ class CodeChecker:
         output = workdir / ("program" if link else stem + ".o")
         harness_file = source.name if code_file else ""
         return run_compiler(
-            self.build, source, output, cxx, link, harness_file, code_file or source.name
+            self.build,
+            source,
+            output,
+            cxx,
+            link,
+            harness_file,
+            code_file or source.name,
+            self.limits.compile_s,
         )
 
     def _fragment(
@@ -220,24 +229,37 @@ def combined_suggestions(
 def checker_for(
     config: Config, petsc_dir: str = "", petsc_arch: str = "", limits: Limits | None = None
 ) -> CodeChecker:
-    """The checker of the configured PETSc (`PetscNotFound` says how to install one), with
-    the index's synopses and names when `data_dir` holds an index, and the headers' in
-    any case."""
-    build = find_petsc(petsc_dir, petsc_arch)
-    prefixes = config.profile.symbol_prefixes
-    suggesters = [NameChecker(header_names(build.include_dirs), prefixes).suggest]
-    synopsis = None
+    """The checker of the configured PETSc (arguments, else `[check]`, else the
+    environment; `PetscNotFound` says how to install one), with the names and synopses of
+    the index in `data_dir` when it holds one."""
+    store = None
     if (config.data_path / "index.sqlite").is_file():
         from sciknow.index.factory import open_store
 
         store = open_store(config)
-        if store.generation() > 0:
-            suggesters.insert(0, NameChecker.from_store(store, config.profile).suggest)
-            synopsis = index_synopsis(store)
+    check = config.check
+    if petsc_dir:
+        check = dataclasses.replace(check, petsc_dir=petsc_dir, petsc_arch=petsc_arch)
+    return build_checker(check, config.profile, store, limits)
+
+
+def build_checker(
+    check: CheckConfig, profile: Profile, store: Store | None = None, limits: Limits | None = None
+) -> CodeChecker:
+    """The checker of `[check]`'s PETSc with the limits it sets (unless `limits`): names
+    and types from the installed headers, and first from `store`'s symbol table and man
+    pages when it holds an index."""
+    build = find_petsc(check.petsc_dir, check.petsc_arch)
+    prefixes = profile.symbol_prefixes
+    suggesters = [NameChecker(header_names(build.include_dirs), prefixes).suggest]
+    synopsis = None
+    if store is not None and store.generation() > 0:
+        suggesters.insert(0, NameChecker.from_store(store, profile).suggest)
+        synopsis = index_synopsis(store)
     return CodeChecker(
         build,
         Signatures(build.include_dirs, synopsis),
         combined_suggestions(*suggesters),
         prefixes,
-        limits,
+        limits or Limits.of(check),
     )

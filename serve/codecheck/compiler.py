@@ -29,7 +29,6 @@ C_ERRORS = (
     "-Werror=int-conversion",
     "-Werror=implicit-int",
 )
-COMPILE_TIMEOUT_S = 120
 _LOCATED_RE = re.compile(
     r"^(?P<file>[^:\n]+):(?P<line>\d+):(?:(?P<column>\d+):)? "
     r"(?P<severity>fatal error|error|warning|note): (?P<message>.*)$"
@@ -146,8 +145,9 @@ def run_compiler(
     link: bool = False,
     harness_file: str = "",
     code_file: str = "",
+    timeout_s: float = 120.0,
 ) -> Compilation:
-    """Compile `source` (and link when `link`) in its own folder."""
+    """Compile `source` (and link when `link`) in its own folder, for at most `timeout_s`."""
     command = compile_command(build, source, output, cxx, link)
     started = time.perf_counter()
     try:
@@ -157,13 +157,13 @@ def run_compiler(
             capture_output=True,
             text=True,
             errors="replace",
-            timeout=COMPILE_TIMEOUT_S,
+            timeout=timeout_s,
             env={**os.environ, "LC_ALL": "C", "LANG": "C"},
             check=False,
         )
     except subprocess.TimeoutExpired:
         seconds = time.perf_counter() - started
-        stopped = Diagnostic("error", f"the compiler took over {COMPILE_TIMEOUT_S} s", 0, 0, "")
+        stopped = Diagnostic("error", f"the compiler took over {timeout_s:g} s", 0, 0, "")
         return Compilation(False, [stopped], seconds, command, "")
     seconds = time.perf_counter() - started
     output_text = done.stdout + done.stderr

@@ -23,9 +23,10 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from sciknow.config import CheckConfig
 from sciknow.errors import SciknowError
 
 NOBODY = 65534
@@ -46,17 +47,28 @@ class SandboxUnavailable(SciknowError):
     """bubblewrap is missing or cannot create its namespaces here; the message says which."""
 
 
+_DEFAULT = CheckConfig()
+MAX_NP = 16  # MPI ranks one run may start
+
+
 @dataclass(frozen=True)
 class Limits:
-    """What a sandboxed run may use."""
+    """What a check may use: the compiler's time, and a sandboxed run's (the defaults and
+    their meaning are `[check]`'s, `sciknow/config.py`)."""
 
-    wall_s: float = 30.0
-    cpu_s: int = 20  # per process
-    memory_mb: int = 4096  # address space per process (MPI maps much it never touches)
-    processes: int = 64  # more than its user already runs
-    output_bytes: int = 1_000_000
-    tmp_mb: int = 256  # the private /tmp
-    file_mb: int = 64  # any one file written
+    wall_s: float = _DEFAULT.wall_s
+    cpu_s: int = _DEFAULT.cpu_s
+    memory_mb: int = _DEFAULT.memory_mb
+    processes: int = _DEFAULT.processes
+    output_bytes: int = _DEFAULT.output_bytes
+    tmp_mb: int = _DEFAULT.tmp_mb
+    file_mb: int = _DEFAULT.file_mb
+    compile_s: float = _DEFAULT.compile_s
+
+    @classmethod
+    def of(cls, check: CheckConfig) -> Limits:
+        """The limits a `[check]` section sets."""
+        return cls(**{f.name: getattr(check, f.name) for f in fields(cls)})
 
 
 @dataclass

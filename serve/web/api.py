@@ -28,7 +28,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
-from sciknow.config import ServeConfig
+from sciknow.config import CheckConfig, ServeConfig
 from sciknow.index.store import Filters, StorageError
 from sciknow.records import KINDS
 from sciknow.serve.answer import Assistant
@@ -36,6 +36,7 @@ from sciknow.serve.web.access import ClientLimits, RateLimiter, Rule, TokenGate
 from sciknow.serve.web.bodies import BodyGuard
 from sciknow.serve.web.engine import Engine, Run
 from sciknow.serve.web.feedback import Feedback, FeedbackStore, server_of
+from sciknow.serve.web.routes_check import make_check_router
 from sciknow.serve.web.routes_tools import make_tools_router
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def create_app(
     token: str | None = None,
     limiter: RateLimiter | None = None,
     serve: ServeConfig | None = None,
+    check: CheckConfig | None = None,
 ) -> FastAPI:
     """The API over one assistant; votes go to `feedback` (default: the index's data dir).
 
@@ -188,6 +190,7 @@ def create_app(
         return {"id": votes.add(entry, server_of(assistant))}
 
     app.include_router(make_tools_router(assistant))
+    app.include_router(make_check_router(assistant, check or CheckConfig()))  # /compile, /run
     return app
 
 
