@@ -1,14 +1,20 @@
 """Record types shared by every package (see ARCHITECTURE.md, "Records").
 
 They are plain dataclasses so that every layer can build, store and serialize
-them without importing anything heavier than the standard library.
+them without importing anything heavier than the standard library. `Flag` and
+`Citation` are `TypedDict`s: they travel as JSON objects (HTTP API, MCP, feedback,
+evaluation files) and a dict is their one shape from creation to every renderer, typed
+for the checker and for the API's schema (`typing_extensions`' `TypedDict`, the one
+pydantic reads on Python 3.11).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, Required, get_args
+
+from typing_extensions import TypedDict
 
 KINDS = (
     "code",
@@ -114,12 +120,71 @@ class TokenInfo:
     entropy: float | None = None
 
 
+FlagKind = Literal[
+    "uncertain_span",  # words the model was unsure of (serve/flags.py)
+    "support",  # how much a passage raised the answer's likelihood (serve/flags.py)
+    "generated",  # a model-written sentence above quoted passages (serve/answer.py)
+    "guard",  # a generated answer's failed check, kept without fallback (serve/answer.py)
+    "skipped",  # flags that were asked for but do not apply or failed (why in `reason`)
+    "unknown_name",  # a library name the index does not hold (serve/names.py)
+    "removed_name",  # a name release notes say was removed (serve/names.py)
+    "not_maintainer",  # a doc patch drawn from a thread no maintainer answered (docpatch)
+    "compile",  # a code block's compile verdict (serve/codecheck)
+]
+FLAG_KINDS: tuple[FlagKind, ...] = get_args(FlagKind)
+NAME_FLAGS: tuple[FlagKind, ...] = ("unknown_name", "removed_name")
+DOUBT_FLAGS: tuple[FlagKind, ...] = ("uncertain_span", *NAME_FLAGS)  # spans to doubt
+
+
+class Flag(TypedDict, total=False):
+    """A part of an answer (or of a drafted patch) a reader should know about.
+
+    Only `type` is always there; the other keys are those its kind has. `start`/`end`:
+    character offsets in the answer text (uncertain_span, support, generated, names);
+    `text`: the flagged words (uncertain_span, names); `score`: 1 − the smallest
+    two-sided probability in an uncertain span; `suggestions`: close or replacing names;
+    `passage`, `sentence` (None: the whole answer) and `log_ratio`: a support flag's
+    passage number, sentence index and log P(with) − log P(without); `reason`: one line
+    a person reads (every kind but support).
+    """
+
+    type: Required[FlagKind]
+    start: int
+    end: int
+    text: str
+    score: float
+    reason: str
+    suggestions: list[str]
+    passage: int
+    sentence: int | None
+    log_ratio: float
+
+
+class Citation(TypedDict):
+    """A passage an answer cites (or, when it abstains, one of the closest): its number
+    `n` as in the `[n]` markers, the spans of those markers in the answer text, and what
+    a front end shows of the passage."""
+
+    n: int
+    chunk_id: str
+    title: str
+    uri: str
+    spans: list[tuple[int, int]]
+    kind: str
+    official: bool
+    section: str
+    text: str
+
+
 @dataclass
 class Answer:
+    """An answer: its text with `[n]` markers, the passages they cite, the generated
+    tokens (none for quoted text), its flags, whether it abstained, and timings in ms."""
+
     text: str
-    citations: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
     tokens: list[TokenInfo] = field(default_factory=list)
-    flags: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
     abstained: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from sciknow.config import AnswerConfig
 from sciknow.index.store import Filters
-from sciknow.records import Answer, Evidence, TokenInfo
+from sciknow.records import Answer, Citation, Evidence, Flag, TokenInfo
 from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.backends.base import Backend, GenToken, Message
 from sciknow.serve.citations import check_citations, citation_records, passage_record
@@ -207,7 +207,7 @@ class Assistant:
         if summary:
             answer.flags += self._summary_flags(summary, summary_prompt, answer.text, flags)
         elif flags:
-            answer.flags.append({"type": "skipped", "reason": NO_LOGPROB_FLAGS})
+            answer.flags.append(Flag(type="skipped", reason=NO_LOGPROB_FLAGS))
         # The fallback note quotes the bad names of the generated answer: not checked again.
         skip = len(note) if note and answer.text.startswith(note) else 0
         answer.flags += self._name_flags(answer.text, skip, answer.citations)
@@ -229,12 +229,12 @@ class Assistant:
 
     def _summary_flags(
         self, tokens: list[GenToken], messages: list[Message], text: str, scored: bool
-    ) -> list[dict[str, Any]]:
+    ) -> list[Flag]:
         """The generated sentence is always marked; with `scored`, its uncertain spans too
         (offsets shifted past the label)."""
         start = len(SUMMARY_LABEL)
         end = start + len("".join(t.text for t in tokens).rstrip())
-        marked = [{"type": "generated", "start": start, "end": end, "reason": SUMMARY_REASON}]
+        marked = [Flag(type="generated", start=start, end=end, reason=SUMMARY_REASON)]
         if not scored:
             return marked
         spans = answer_flags(self.backend, messages, tokens, text[start:end], [])
@@ -285,7 +285,7 @@ class Assistant:
             note = f"*The generated answer was replaced by quoted passages: {reason}.*"
             yield from self._extractive(query, evidence, started, timings, flags, note)
             return
-        answer.flags = [{"type": "guard", "reason": p} for p in found] + name_flags
+        answer.flags = [Flag(type="guard", reason=p) for p in found] + name_flags
         if flags:
             flags_started = time.perf_counter()
             answer.flags += answer_flags(
@@ -333,22 +333,23 @@ class Assistant:
                 close()
 
     def _name_flags(
-        self, text: str, skip: int = 0, citations: Sequence[dict[str, Any]] = ()
-    ) -> list[dict[str, Any]]:
+        self, text: str, skip: int = 0, citations: Sequence[Citation] = ()
+    ) -> list[Flag]:
         """Unknown- and removed-name flags of `text[skip:]`, offsets into `text`. With the
         `citations` of a quoted answer, names quoted from release notes are history, not
         advice (a generated sentence that cites a release note still uses the name)."""
         if self.name_check is None:
             return []
-        shifted = [
+        shifted: list[Citation] = [
             {**c, "spans": [(a - skip, b - skip) for a, b in c.get("spans", ()) if a >= skip]}
             for c in citations
         ]
         flags = self.name_check(text[skip:], shifted)
         for flag in flags:
-            for key in ("start", "end"):
-                if key in flag:
-                    flag[key] += skip
+            if "start" in flag:
+                flag["start"] += skip
+            if "end" in flag:
+                flag["end"] += skip
         return flags
 
     def _abstain(self, evidence: list[Evidence], timings: dict[str, float]) -> Answer:

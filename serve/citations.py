@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sciknow.records import Evidence
+from sciknow.records import Citation, Evidence
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +79,22 @@ def check_citations(text: str, given: int) -> CitationResult:
     return result
 
 
-def citation_records(result: CitationResult, evidence: Sequence[Evidence]) -> list[dict]:
+def citation_records(result: CitationResult, evidence: Sequence[Evidence]) -> list[Citation]:
     """The `Answer.citations` entries of the cited passages, with their marker spans."""
     return [passage_record(n, evidence[n - 1], result.spans.get(n, [])) for n in result.cited]
 
 
-def passage_record(n: int, item: Evidence, spans: Sequence[tuple[int, int]] = ()) -> dict:
+def passage_record(n: int, item: Evidence, spans: Sequence[tuple[int, int]] = ()) -> Citation:
     """One citation entry: number, chunk id, title, link, marker spans, and what a front end
     shows of the passage (kind, official or not, section, its text)."""
-    return {
-        "n": n,
-        "chunk_id": item.chunk_id,
-        "title": item.title,
-        "uri": item.uri,
-        "spans": list(spans),
-        "kind": item.kind,
-        "official": item.official,
-        "section": item.section,
-        "text": item.text,
-    }
+    return Citation(
+        n=n,
+        chunk_id=item.chunk_id,
+        title=item.title,
+        uri=item.uri,
+        spans=list(spans),
+        kind=item.kind,
+        official=item.official,
+        section=item.section,
+        text=item.text,
+    )

@@ -29,8 +29,8 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from sciknow.records import Flag
 from sciknow.serve.attribution import two_sided
 from sciknow.serve.backends.base import Backend, GenToken, Message, ScoredSequence
 
@@ -68,7 +68,7 @@ def answer_flags(
     text: str,
     passages: Sequence[int],
     settings: FlagSettings | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Flag]:
     """Uncertain spans and per-passage support (see the module docstring) for one answer.
 
     `messages` is the prompt the answer was generated from, `tokens` the generated tokens,
@@ -186,15 +186,15 @@ def _merge(raw: str, spans: list[_Span]) -> list[_Span]:
     return merged
 
 
-def _span_flag(raw: str, to_text: Callable[[int], int], span: _Span) -> dict[str, Any]:
-    return {
-        "type": "uncertain_span",
-        "start": to_text(span.start),
-        "end": to_text(span.end),
-        "text": raw[span.start : span.end],
-        "score": round(span.score, 4),
-        "reason": span.reason,
-    }
+def _span_flag(raw: str, to_text: Callable[[int], int], span: _Span) -> Flag:
+    return Flag(
+        type="uncertain_span",
+        start=to_text(span.start),
+        end=to_text(span.end),
+        text=raw[span.start : span.end],
+        score=round(span.score, 4),
+        reason=span.reason,
+    )
 
 
 def _sentences(raw: str) -> list[tuple[int, int]]:
@@ -213,11 +213,11 @@ class _Support:
 
     def flags(
         self, passages: Sequence[int], raw: str, starts: list[int], to_text: Callable[[int], int]
-    ) -> list[dict[str, Any]]:
+    ) -> list[Flag]:
         """Per passage, for the whole answer then per sentence: log P(with) − log P(without)."""
         sentences = _sentences(raw)
         members = [[i for i, at in enumerate(starts) if a <= at < b] for a, b in sentences]
-        flags = []
+        flags: list[Flag] = []
         for n in sorted(set(passages), reverse=True):  # later passages share a longer prefix
             diff = self.differences(n)
             if diff is None:
@@ -239,12 +239,12 @@ class _Support:
 
 def _support_flag(
     n: int, sentence: int | None, start: int, end: int, ratio: float, to_text: Callable[[int], int]
-) -> dict[str, Any]:
-    return {
-        "type": "support",
-        "passage": n,
-        "sentence": sentence,
-        "start": to_text(start),
-        "end": to_text(end),
-        "log_ratio": round(ratio, 4),
-    }
+) -> Flag:
+    return Flag(
+        type="support",
+        passage=n,
+        sentence=sentence,
+        start=to_text(start),
+        end=to_text(end),
+        log_ratio=round(ratio, 4),
+    )

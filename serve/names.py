@@ -63,6 +63,7 @@ import numpy as np
 from sciknow.config import Profile
 from sciknow.index.store import Store
 from sciknow.index.terms import identifier_parts
+from sciknow.records import Citation, Flag, FlagKind
 from sciknow.serve.release_notes import name_spans, removals
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ _RELEASE_RE = re.compile(
 )
 _SENTENCE_END_RE = re.compile(r"[.!?](?=\s)|\n")
 Range = tuple[int, int]
+_FLAG_KIND: dict[str, FlagKind] = {"unknown-name": "unknown_name", "removed-name": "removed_name"}
 
 
 @dataclass
@@ -113,16 +115,16 @@ class NameIssue:
             "end": self.end,
         }
 
-    def as_flag(self) -> dict[str, Any]:
+    def as_flag(self) -> Flag:
         """The issue as an `Answer.flags` entry."""
-        return {
-            "type": self.reason.replace("-", "_"),
-            "text": self.name,
-            "start": self.start,
-            "end": self.end,
-            "reason": self.reason,
-            "suggestions": list(self.suggestions),
-        }
+        return Flag(
+            type=_FLAG_KIND[self.reason],
+            text=self.name,
+            start=self.start,
+            end=self.end,
+            reason=self.reason,
+            suggestions=list(self.suggestions),
+        )
 
 
 def _osa_distance(a: str, b: str) -> int:
@@ -551,16 +553,14 @@ class NameCheck(Protocol):
     """A text's name flags; `citations` (`Answer.citations`, marker spans in `text`) tell
     which units quote release notes."""
 
-    def __call__(
-        self, text: str, citations: Sequence[Mapping[str, Any]] = ()
-    ) -> list[dict[str, Any]]: ...
+    def __call__(self, text: str, citations: Sequence[Citation] = ()) -> list[Flag]: ...
 
 
 def name_flags(store: Store, profile: Profile) -> NameCheck:
     """The Assistant's `name_check`: a text's unknown and removed names as `Answer.flags`,
     checked against the store's current generation."""
 
-    def check(text: str, citations: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    def check(text: str, citations: Sequence[Citation] = ()) -> list[Flag]:
         checker = NameChecker.from_store(store, profile)
         issues = checker.check(text, history_ranges(text, citations))
         return [issue.as_flag() for issue in issues]

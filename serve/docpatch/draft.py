@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sciknow.config import Config
+from sciknow.records import Flag
 from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.backends.base import Backend
 from sciknow.serve.docpatch.gitlab_mr import Change
@@ -44,7 +45,7 @@ class Draft:
     edit: Edit
     patch: str
     report: Report
-    flags: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
     needs_review: bool = False
 
     @property
@@ -109,7 +110,7 @@ def make_draft(
     report = validate(edit, patch, repo, base, retriever.store, settings, config.profile, known)
     flags = written.flags + report.flags
     if knowledge.maintainer is False:
-        flags.append({"type": "not_maintainer", "reason": NOT_MAINTAINER})
+        flags.append(Flag(type="not_maintainer", reason=NOT_MAINTAINER))
     slug = slug_for(knowledge)
     return Draft(
         slug,
@@ -245,7 +246,7 @@ def _cosine(evidence: Any) -> str:
     return f"cosine {evidence.scores.get('dense', 0.0):.2f}"
 
 
-def _flag(flag: dict[str, Any]) -> str:
+def _flag(flag: Flag) -> str:
     text = f" {flag['text']!r}" if flag.get("text") else ""
     return f"{flag.get('type', 'flag')}{text}: {flag.get('reason', '')}"
 

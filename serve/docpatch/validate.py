@@ -22,7 +22,6 @@ import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from markdown_it import MarkdownIt
 
@@ -32,6 +31,7 @@ from sciknow.ingest.mail import ADDRESS_PLACEHOLDER, ADDRESS_RE
 from sciknow.ingest.markdown import scan_markdown
 from sciknow.ingest.rest import make_id
 from sciknow.ingest.symbols import find_symbols
+from sciknow.records import Flag
 from sciknow.serve.docpatch.gitops import SYMLINK_MODE, DocsRepo
 from sciknow.serve.docpatch.sources import DraftError
 from sciknow.serve.names import NameChecker
@@ -86,7 +86,7 @@ class Edit:
 class Report:
     """What the checks found that does not refuse the patch."""
 
-    flags: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
 

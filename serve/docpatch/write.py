@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from sciknow.ingest.mail import ADDRESS_PLACEHOLDER, ADDRESS_RE
 from sciknow.ingest.symbols import find_symbols
+from sciknow.records import Flag
 from sciknow.serve.backends.base import Backend, BackendError, GenToken
 from sciknow.serve.docpatch.locate import Target
 from sciknow.serve.docpatch.sources import DraftError, Knowledge
@@ -70,7 +70,7 @@ class Written:
     start: int
     end: int
     model: str
-    flags: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
 
 
 def heading_text(question: str, prefixes: Sequence[str]) -> str:
@@ -213,10 +213,10 @@ def _unwrap(text: str) -> str:
 
 def _uncertain(
     backend: Backend, messages: list[dict[str, str]], tokens: list[GenToken], text: str
-) -> list[dict[str, Any]]:
+) -> list[Flag]:
     """Uncertain spans of the generated text (`flags.py`); support is not computed."""
     try:
         flags = answer_flags(backend, messages, tokens, text, (), FlagSettings())
     except BackendError as err:
-        return [{"type": "skipped", "reason": f"uncertain spans not computed: {err}"}]
+        return [Flag(type="skipped", reason=f"uncertain spans not computed: {err}")]
     return [f for f in flags if f.get("type") == "uncertain_span"]
