@@ -1,4 +1,4 @@
-"""`sciknow feedback export`: the votes of `<data_dir>/feedback.sqlite` as JSONL or CSV.
+"""`sciknow feedback export`: the stored votes as JSONL or CSV.
 
     sciknow feedback export [--format jsonl|csv] [--since DATE] [--vote up|down] [--out FILE]
 
@@ -9,6 +9,10 @@ reference only when voted up (`case: "confirmed"`). A down vote is a regression 
 (`case: "regression"`): its reference names are the library names in the voter's comment
 (`symbols`), since the answer given was judged wrong; without any it counts for timing
 and the passages listed. Every stored field rides along for other tools.
+
+The votes are read where `sciknow serve` writes them (`serve/web/feedback_stores.py`):
+`<data_dir>/feedback.sqlite`, or with `[serve] database_url` the PostgreSQL database all
+replicas share, so one export holds the votes of every replica.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from typing import Any, TextIO
 from sciknow.config import Config, ConfigError
 from sciknow.ingest.symbols import find_symbols
 from sciknow.serve.answer import standalone_question
-from sciknow.serve.web.feedback import FILE_NAME, VOTES, FeedbackStore
+from sciknow.serve.web.feedback import FILE_NAME, VOTES
+from sciknow.serve.web.feedback_stores import open_feedback
 
 FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = (
@@ -93,10 +98,10 @@ def write_csv(rows: list[dict[str, Any]], out: TextIO, prefixes: list[str]) -> N
 
 
 def run_export(args: argparse.Namespace, config: Config) -> int:
-    path = config.data_path / FILE_NAME
-    if not path.is_file():
+    url, path = config.serve.database_url, config.data_path / FILE_NAME
+    if not url and not path.is_file():
         raise ConfigError(f"no feedback yet: {path} does not exist")
-    rows = FeedbackStore(path).rows(since=args.since, vote=args.vote)
+    rows = open_feedback(url, config.data_path).rows(since=args.since, vote=args.vote)
     write = write_jsonl if args.format == "jsonl" else write_csv
     prefixes = config.profile.symbol_prefixes
     if args.out:

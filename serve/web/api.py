@@ -35,9 +35,11 @@ from sciknow.serve.answer import Assistant
 from sciknow.serve.web.access import ClientLimits, RateLimiter, Rule, TokenGate
 from sciknow.serve.web.bodies import BodyGuard
 from sciknow.serve.web.engine import Engine, Run
-from sciknow.serve.web.feedback import Feedback, FeedbackStore, server_of
+from sciknow.serve.web.feedback import Feedback, FeedbackTable, server_of
+from sciknow.serve.web.feedback_stores import open_feedback
 from sciknow.serve.web.routes_check import make_check_router
 from sciknow.serve.web.routes_tools import make_tools_router
+from sciknow.serve.web.schemas import ASK_RESPONSES, SEARCH_RESPONSES
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +100,14 @@ def client_rules(serve: ServeConfig, ask: RateLimiter | None = None) -> list[Rul
 
 def create_app(
     assistant: Assistant,
-    feedback: FeedbackStore | None = None,
+    feedback: FeedbackTable | None = None,
     token: str | None = None,
     limiter: RateLimiter | None = None,
     serve: ServeConfig | None = None,
     check: CheckConfig | None = None,
 ) -> FastAPI:
-    """The API over one assistant; votes go to `feedback` (default: the index's data dir).
+    """The API over one assistant; votes go to `feedback` (default: `serve.database_url`,
+    else the index's data dir).
 
     With `token`, every request needs it (`serve/web/access.py`). `limiter` caps each
     client's `/ask` requests; `serve` (what `sciknow serve` passes) adds the limits of
@@ -129,7 +132,7 @@ def create_app(
         description="Cited answers from the index.",
         lifespan=lifespan,
     )
-    votes = feedback or FeedbackStore.in_data_dir(assistant.retriever.store.root)
+    votes = feedback or open_feedback(settings.database_url, assistant.retriever.store.root)
     app.state.assistant = assistant
     app.state.engine = engine
     app.state.generation_lock = engine.lock
@@ -160,7 +163,7 @@ def create_app(
             report["detail"] = f"the answer in progress has been silent for {stalled:.0f} s"
         return JSONResponse(report, status_code=503 if stalled else 200)
 
-    @app.get("/search")
+    @app.get("/search", response_model=None, responses=SEARCH_RESPONSES)
     def search(
         q: Annotated[str, Query(min_length=1, max_length=2000)],
         k: Annotated[int, Query(ge=1, le=50)] = 8,
@@ -170,7 +173,7 @@ def create_app(
         results = assistant.retriever.search(q, k, _filters(kind or [], official))
         return [e.to_dict() for e in results]
 
-    @app.post("/ask", response_model=None)
+    @app.post("/ask", response_model=None, responses=ASK_RESPONSES)
     async def ask(body: AskRequest) -> EngineStream | dict[str, Any]:
         if is_empty(assistant):
             raise HTTPException(503, NOTHING_INDEXED)

@@ -1,10 +1,14 @@
-"""Answer feedback (thumbs up/down, an optional comment) in `<data_dir>/feedback.sqlite`.
+"""Answer feedback (thumbs up/down, an optional comment): the records and their table.
 
 Every front end records votes here: the web chat in-process, the Discord bot and other
 clients through `POST /feedback`. A row keeps what is needed to replay the question in an
 evaluation (question, history, answer, citations, flags, the pipeline's settings, backend
-and model) and nothing about who asked: no IP address, no user name. Its own file, not the
-index's SQLite, so re-ingesting or deleting the index never touches it.
+and model) and nothing about who asked: no IP address, no user name.
+
+`FeedbackTable` is the one interface; `FeedbackStore` keeps it in
+`<data_dir>/feedback.sqlite` (the default: its own file, not the index's SQLite, so
+re-ingesting or deleting the index never touches it), `feedback_postgres.PostgresFeedback`
+in the PostgreSQL that replicas share. `feedback_stores.open_feedback` picks one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -74,8 +79,77 @@ class Server:
     pipeline: dict[str, Any]
 
 
-class FeedbackStore:
-    """The feedback table; a connection per call, so any thread (or process) may write."""
+class FeedbackTable(ABC):
+    """The feedback table wherever it lives: the SQL both databases share, with JSON
+    columns written as strict JSON (no NaN) and rows read back as the same dicts."""
+
+    mark: str  # the driver's parameter placeholder ("?", "%s")
+
+    @abstractmethod
+    def _insert(self, sql: str, values: list[Any]) -> int:
+        """Run an INSERT; the new row's id."""
+
+    @abstractmethod
+    def _execute(self, sql: str, values: list[Any]) -> int:
+        """Run an UPDATE or DELETE; how many rows it changed."""
+
+    @abstractmethod
+    def _query(self, sql: str, values: list[Any]) -> list[dict[str, Any]]:
+        """Run a SELECT; its rows as dicts."""
+
+    def add(self, feedback: Feedback, server: Server) -> int:
+        """Store one vote; returns its id (a client may later change the vote or comment)."""
+        row = {**asdict(feedback), **asdict(server), "created": _now()}
+        for column in _JSON_COLUMNS:
+            row[column] = json.dumps(_finite(row[column]), ensure_ascii=False, allow_nan=False)
+        columns, marks = ", ".join(row), ", ".join([self.mark] * len(row))
+        return self._insert(f"INSERT INTO feedback ({columns}) VALUES ({marks})", [*row.values()])
+
+    def update(self, row_id: int, vote: str | None = None, comment: str | None = None) -> bool:
+        """Change the vote or the comment of row `row_id`; False when there is no such row."""
+        if vote is not None and vote not in VOTES:
+            raise ValueError(f"vote must be one of {VOTES}, got {vote!r}")
+        changes = {k: v for k, v in (("vote", vote), ("comment", comment)) if v is not None}
+        if not changes:
+            return self.get(row_id) is not None
+        assignments = ", ".join(f"{column} = {self.mark}" for column in changes)
+        sql = f"UPDATE feedback SET {assignments} WHERE id = {self.mark}"
+        return self._execute(sql, [*changes.values(), row_id]) == 1
+
+    def delete(self, row_id: int) -> bool:
+        """Remove a vote its author withdrew; False when there is no such row."""
+        return self._execute(f"DELETE FROM feedback WHERE id = {self.mark}", [row_id]) == 1
+
+    def get(self, row_id: int) -> dict[str, Any] | None:
+        rows = self._select(f"WHERE id = {self.mark}", [row_id])
+        return rows[0] if rows else None
+
+    def rows(self, since: datetime | None = None, vote: str | None = None) -> list[dict[str, Any]]:
+        """Rows oldest first, created at or after `since` (UTC when naive), of one vote."""
+        where, values = [], []
+        if since is not None:
+            where.append(f"created >= {self.mark}")
+            values.append(_iso(since))
+        if vote is not None:
+            where.append(f"vote = {self.mark}")
+            values.append(vote)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return self._select(f"{clause}ORDER BY id", values)
+
+    def _select(self, clause: str, values: list[Any]) -> list[dict[str, Any]]:
+        rows = self._query(f"SELECT * FROM feedback {clause}", values)
+        for row in rows:
+            for column in _JSON_COLUMNS:  # a driver that decodes JSON columns hands back lists
+                if isinstance(row[column], str):  # NaN stored before votes were checked: null
+                    row[column] = json.loads(row[column], parse_constant=lambda _: None)
+        return rows
+
+
+class FeedbackStore(FeedbackTable):
+    """The table in a SQLite file; a connection per call, so any thread (or process) may
+    write."""
+
+    mark = "?"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -101,63 +175,20 @@ class FeedbackStore:
                 raise
             raise fault from err
 
-    def add(self, feedback: Feedback, server: Server) -> int:
-        """Store one vote; returns its id (a client may later change the vote or comment)."""
-        row = {**asdict(feedback), **asdict(server), "created": _now()}
-        for column in _JSON_COLUMNS:
-            row[column] = json.dumps(_finite(row[column]), ensure_ascii=False, allow_nan=False)
-        columns = ", ".join(row)
+    def _insert(self, sql: str, values: list[Any]) -> int:
         with self._connect() as conn:
-            cursor = conn.execute(
-                f"INSERT INTO feedback ({columns}) VALUES ({', '.join('?' * len(row))})",
-                list(row.values()),
-            )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+            row_id = conn.execute(sql, values).lastrowid
+        assert row_id is not None
+        return row_id
 
-    def update(self, row_id: int, vote: str | None = None, comment: str | None = None) -> bool:
-        """Change the vote or the comment of row `row_id`; False when there is no such row."""
-        if vote is not None and vote not in VOTES:
-            raise ValueError(f"vote must be one of {VOTES}, got {vote!r}")
-        changes = {k: v for k, v in (("vote", vote), ("comment", comment)) if v is not None}
-        if not changes:
-            return self.get(row_id) is not None
-        assignments = ", ".join(f"{column} = ?" for column in changes)
+    def _execute(self, sql: str, values: list[Any]) -> int:
         with self._connect() as conn:
-            cursor = conn.execute(
-                f"UPDATE feedback SET {assignments} WHERE id = ?", [*changes.values(), row_id]
-            )
-        return cursor.rowcount == 1
+            return conn.execute(sql, values).rowcount
 
-    def delete(self, row_id: int) -> bool:
-        """Remove a vote its author withdrew; False when there is no such row."""
-        with self._connect() as conn:
-            return conn.execute("DELETE FROM feedback WHERE id = ?", (row_id,)).rowcount == 1
-
-    def get(self, row_id: int) -> dict[str, Any] | None:
-        rows = self._select("WHERE id = ?", [row_id])
-        return rows[0] if rows else None
-
-    def rows(self, since: datetime | None = None, vote: str | None = None) -> list[dict[str, Any]]:
-        """Rows oldest first, created at or after `since` (UTC when naive), of one vote."""
-        where, values = [], []
-        if since is not None:
-            where.append("created >= ?")
-            values.append(_iso(since))
-        if vote is not None:
-            where.append("vote = ?")
-            values.append(vote)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        return self._select(f"{clause}ORDER BY id", values)
-
-    def _select(self, clause: str, values: list[Any]) -> list[dict[str, Any]]:
+    def _query(self, sql: str, values: list[Any]) -> list[dict[str, Any]]:
         with self._connect() as conn:
             conn.row_factory = sqlite3.Row
-            rows = [dict(r) for r in conn.execute(f"SELECT * FROM feedback {clause}", values)]
-        for row in rows:
-            for column in _JSON_COLUMNS:  # NaN stored before votes were checked reads as null
-                row[column] = json.loads(row[column], parse_constant=lambda _: None)
-        return rows
+            return [dict(row) for row in conn.execute(sql, values)]
 
 
 def _finite(value: Any) -> Any:
