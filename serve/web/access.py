@@ -17,6 +17,11 @@ The client is the connecting address (`scope["client"]`). `sciknow serve` lets u
 replace it from `X-Forwarded-For` only when the connection comes from a configured
 trusted proxy (`[serve] trusted_proxies`); otherwise a client could name a new address
 on every request and never be limited.
+
+Limits are counted in each process and shared with no other: behind a proxy that spreads
+clients over N replicas (`[serve] database_url` shares their feedback, not their counts), a
+client may start up to N times `per_minute`; a proxy that sends each client to one replica
+(by address) keeps the configured numbers.
 """
 
 from __future__ import annotations
@@ -205,7 +210,8 @@ class _Client:
 
 
 class RateLimiter:
-    """Per-client counts of requests in flight and started in the last minute."""
+    """Per-client counts of requests in flight and started in the last minute, in this
+    process only (per replica; see the module docstring)."""
 
     def __init__(self, concurrent: int, per_minute: int) -> None:
         self.concurrent = concurrent
