@@ -29,6 +29,7 @@ from sciknow.index.store import Filters, Store
 from sciknow.ingest.symbols import OPTION_RE
 from sciknow.records import Document
 from sciknow.serve.names import NameChecker
+from sciknow.serve.web.schemas import DOCUMENT_RESPONSES
 
 if TYPE_CHECKING:
     from sciknow.serve.answer import Assistant
@@ -290,7 +291,7 @@ def make_tools_router(assistant: Assistant) -> APIRouter:
     ) -> ExamplesResponse:
         return examples(assistant, q, k)
 
-    @router.get("/documents/{doc_id:path}")
+    @router.get("/documents/{doc_id:path}", response_model=None, responses=DOCUMENT_RESPONSES)
     def get_document(doc_id: str) -> dict[str, Any]:
         doc = store.document(doc_id)
         if doc is None:
