@@ -33,7 +33,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -41,6 +40,7 @@ from sciknow.eval.metrics import coverage, tokens
 from sciknow.index.embed import Embedder
 from sciknow.index.terms import terms
 from sciknow.ingest.symbols import find_symbols
+from sciknow.records import DOUBT_FLAGS, Flag
 from sciknow.serve.citations import check_citations
 from sciknow.serve.guard import LoopDetector
 from sciknow.serve.names import NameChecker
@@ -48,7 +48,6 @@ from sciknow.serve.segment import split_sentences
 
 SHARED_TERMS = 0.6
 MIN_TERMS = 3
-DOUBT_FLAGS = ("uncertain_span", "unknown_name", "removed_name")
 _BLANK_LINE_RE = re.compile(r"\n\s*\n")
 UNIT_MATCH = 0.5  # an answer unit resembles the reference at this cosine or above
 _FENCE_RE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)", re.DOTALL | re.M)
@@ -249,7 +248,7 @@ class FlagCheck:
         return self.right / self.flags if self.flags else None
 
 
-def flag_check(text: str, flags: Sequence[Mapping[str, Any]], errors: Iterable[str]) -> FlagCheck:
+def flag_check(text: str, flags: Sequence[Flag], errors: Iterable[str]) -> FlagCheck:
     """How the doubting flags of one answer line up with its erroneous names."""
     wrong = name_spans(text, errors)
     marked = [

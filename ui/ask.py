@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from sciknow.config import ANSWER_MODES, BACKENDS, Config
+from sciknow.records import Flag
 from sciknow.ui.search import add_filters, parse_filters
 
 
@@ -85,9 +86,9 @@ def _print_timings(timings: dict[str, float]) -> None:
         )
 
 
-def describe_flag(flag: dict[str, Any]) -> str:
+def describe_flag(flag: Flag) -> str:
     """One line per flag for the terminal."""
-    kind = flag.get("type", "")
+    kind = flag["type"]
     if kind == "uncertain_span":
         return f"uncertain: {flag['text']!r} ({flag['reason']})"
     if kind == "removed_name":

@@ -40,7 +40,7 @@ from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from sciknow.config import Config
 from sciknow.errors import SciknowError, StoreError
-from sciknow.records import KINDS
+from sciknow.records import KINDS, Citation, Flag
 from sciknow.ui.api_client import TOKEN_ENV, ApiClient, ApiError
 from sciknow.ui.auth import serving_token
 
@@ -276,8 +276,10 @@ questions.""",
         body = {"question": question, "history": history, "flags": flags, "stream": False}
         body |= {"k": k, "kinds": kinds, "official": official}
         answer = await api.post("/ask", body)
+        cited_passages: list[Citation] = answer["citations"]
+        flagged: list[Flag] = answer["flags"]
         citations = []
-        for cited in answer["citations"]:
+        for cited in cited_passages:
             doc_id = doc_id_of(cited["chunk_id"])
             entry = {"n": cited["n"], "title": cited["title"], "uri": cited["uri"]}
             citations.append(_with_resource({**entry, "doc_id": doc_id}, doc_id))
@@ -285,7 +287,7 @@ questions.""",
             "text": answer["text"],
             "citations": citations,
             "abstained": answer["abstained"],
-            "flags": answer["flags"],
+            "flags": flagged,
             "timings": answer["timings"],
         }
 

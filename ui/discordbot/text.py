@@ -15,6 +15,8 @@ from typing import Any
 
 from discord.utils import escape_markdown
 
+from sciknow.records import DOUBT_FLAGS, Citation, Flag, FlagKind
+
 MESSAGE_LIMIT = 2000
 THREAD_NAME_LIMIT = 100
 MAX_SOURCES = 5
@@ -30,7 +32,7 @@ _MENTION_RE = re.compile(r"<@[!&]?\d+>")
 _INLINE_CODE_RE = re.compile(r"`[^`\n]+`")
 # Lines that start the bot's non-answer text: sources, legend, notices, maintainer pings.
 FOOTERS = ("**Sources**", "**Closest passages**", "-# ", "⚠️", "🙋")
-FLAG_KINDS = {
+LEGENDS: dict[FlagKind, str] = {  # of the underlined kinds, `DOUBT_FLAGS`
     "uncertain_span": "words the model was unsure of",
     "unknown_name": "names found nowhere in the index",
     "removed_name": "names removed from the library",
@@ -146,7 +148,7 @@ def strip_mentions(text: str) -> str:
     return _MENTION_RE.sub("", text).strip()
 
 
-def source_lines(citations: Iterable[dict[str, Any]], limit: int = MAX_SOURCES) -> list[str]:
+def source_lines(citations: Iterable[Citation], limit: int = MAX_SOURCES) -> list[str]:
     """`[n] title <uri>` for the first `limit` cited passages, in number order; the angle
     brackets keep Discord from unfurling a preview of every link."""
     lines = []
@@ -175,14 +177,14 @@ def _code_ranges(text: str) -> list[tuple[int, int]]:
     return ranges
 
 
-def _spans_to_mark(text: str, flags: Iterable[dict[str, Any]]) -> list[tuple[int, int, str]]:
+def _spans_to_mark(text: str, flags: Iterable[Flag]) -> list[tuple[int, int, FlagKind]]:
     """Flagged (start, end, kind) spans grown over inline code they touch, fenced code
     dropped (Markdown does not apply there), overlapping spans merged."""
     code = _code_ranges(text)
     blocks = [(a, b) for a, b in code if text.startswith(FENCE, a)]
     spans = []
     for flag in flags:
-        if flag.get("type") not in FLAG_KINDS or "start" not in flag or "end" not in flag:
+        if flag.get("type") not in DOUBT_FLAGS or "start" not in flag or "end" not in flag:
             continue
         start, end = max(0, int(flag["start"])), min(len(text), int(flag["end"]))
         if start >= end or any(a < end and start < b for a, b in blocks):
@@ -190,8 +192,8 @@ def _spans_to_mark(text: str, flags: Iterable[dict[str, Any]]) -> list[tuple[int
         for a, b in code:
             if a < end and start < b:
                 start, end = min(start, a), max(end, b)
-        spans.append((start, end, str(flag["type"])))
-    merged: list[tuple[int, int, str]] = []
+        spans.append((start, end, flag["type"]))
+    merged: list[tuple[int, int, FlagKind]] = []
     for start, end, kind in sorted(spans):
         if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]), merged[-1][2])
@@ -209,7 +211,7 @@ def _underline(piece: str) -> str:
     return f"{lead}__{body}__{trail}"
 
 
-def mark_flags(text: str, flags: Sequence[dict[str, Any]]) -> tuple[str, str]:
+def mark_flags(text: str, flags: Sequence[Flag]) -> tuple[str, str]:
     """The answer with flagged spans underlined, and a one-line legend ("" when none).
 
     Flags are the API's `Answer.flags` with character offsets into `text`: uncertain
@@ -222,7 +224,7 @@ def mark_flags(text: str, flags: Sequence[dict[str, Any]]) -> tuple[str, str]:
     out = text
     for start, end, _ in reversed(spans):
         out = out[:start] + _underline(out[start:end]) + out[end:]
-    kinds = [FLAG_KINDS[k] for k in FLAG_KINDS if any(kind == k for *_, kind in spans)]
+    kinds = [LEGENDS[k] for k in DOUBT_FLAGS if any(kind == k for *_, kind in spans)]
     return out, f"-# Underlined: {'; '.join(kinds)}."
 
 

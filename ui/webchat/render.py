@@ -20,6 +20,8 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from sciknow.records import Citation, Flag, FlagKind
+
 KIND_LABELS = {
     "doc": "docs",
     "manpage": "man page",
@@ -31,7 +33,10 @@ KIND_LABELS = {
     "changelog": "release notes",
     "paper": "paper",
 }
-NAME_FLAGS = {"unknown_name": "not in the index", "removed_name": "removed from the library"}
+NAME_LABELS: dict[FlagKind, str] = {
+    "unknown_name": "not in the index",
+    "removed_name": "removed from the library",
+}
 _OPEN, _CLOSE, _MAX_TAGS = 0xE000, 0xE800, 0x800
 _PRIVATE_RE = re.compile("[\ue000-\uf8ff]")
 _TAG_CHAR_RE = re.compile("[\ue000-\uefff]")
@@ -127,9 +132,9 @@ def source_id(turn: int, n: int) -> str:
     return f"sk-t{turn}-s{n}"
 
 
-def _citation_tags(answer: dict[str, Any], turn: int) -> list[Tag]:
+def _citation_tags(citations: Sequence[Citation], turn: int) -> list[Tag]:
     tags = []
-    for citation in answer.get("citations", []):
+    for citation in citations:
         target = source_id(turn, int(citation["n"]))
         for start, end in citation.get("spans", []):
             link = f'<a class="sk-cite" href="#{target}">'
@@ -137,7 +142,7 @@ def _citation_tags(answer: dict[str, Any], turn: int) -> list[Tag]:
     return tags
 
 
-def _flag_tags(flags: list[dict[str, Any]], show: bool) -> list[Tag]:
+def _flag_tags(flags: Sequence[Flag], show: bool) -> list[Tag]:
     """Struck names and generated text always; uncertain spans when flags are shown."""
     tags = []
     for flag in flags:
@@ -145,9 +150,9 @@ def _flag_tags(flags: list[dict[str, Any]], show: bool) -> list[Tag]:
         if "start" not in flag or "end" not in flag:
             continue
         start, end = int(flag["start"]), int(flag["end"])
-        if kind in NAME_FLAGS:
+        if kind in NAME_LABELS:
             suggestions = ", ".join(flag.get("suggestions") or []) or "no close name"
-            what = f"{flag.get('text', '')}: {NAME_FLAGS[kind]}"
+            what = f"{flag.get('text', '')}: {NAME_LABELS[kind]}"
             title = escape(f"{what} (did you mean: {suggestions})")
             tags.append(Tag(start, end, f'<del class="sk-name" title="{title}">', "</del>"))
         elif kind == "generated":
@@ -161,7 +166,7 @@ def _flag_tags(flags: list[dict[str, Any]], show: bool) -> list[Tag]:
     return tags
 
 
-def _support(flags: list[dict[str, Any]]) -> dict[int, float]:
+def _support(flags: Sequence[Flag]) -> dict[int, float]:
     """Passage number → log-ratio of the whole answer with and without it."""
     return {
         int(f["passage"]): float(f["log_ratio"])
@@ -170,7 +175,7 @@ def _support(flags: list[dict[str, Any]]) -> dict[int, float]:
     }
 
 
-def _notes(flags: list[dict[str, Any]], show: bool) -> str:
+def _notes(flags: Sequence[Flag], show: bool) -> str:
     notes = []
     for flag in flags:
         kind, reason = flag.get("type"), escape(flag.get("reason", ""))
@@ -189,7 +194,7 @@ LEGEND = (
 )
 
 
-def source_html(citation: dict[str, Any], turn: int, support: float | None) -> str:
+def source_html(citation: Citation, turn: int, support: float | None) -> str:
     """One passage: number, title, kind, official or not, support; link and text on expand."""
     n = int(citation["n"])
     badges = []
@@ -307,13 +312,12 @@ def copy_text(answer: dict[str, Any]) -> str:
 
 def answer_html(answer: dict[str, Any], turn: int, show_flags: bool, mode: str) -> str:
     """A finished answer: text with citation links and flags, sources, timings, copy."""
-    flags = answer.get("flags", [])
-    tags = _citation_tags(answer, turn) + _flag_tags(flags, show_flags)
+    flags: list[Flag] = answer.get("flags", [])
+    citations: list[Citation] = answer.get("citations", [])
+    tags = _citation_tags(citations, turn) + _flag_tags(flags, show_flags)
     body = decorated(answer["text"], tags)
     support = _support(flags) if show_flags else {}
-    sources = "".join(
-        source_html(c, turn, support.get(int(c["n"]))) for c in answer.get("citations", [])
-    )
+    sources = "".join(source_html(c, turn, support.get(int(c["n"]))) for c in citations)
     label = "Closest passages" if answer.get("abstained") else "Sources"
     sources_block = (
         f'<div class="sk-sources"><div class="sk-sources-head">{label}</div>{sources}</div>'
