@@ -5,7 +5,8 @@ citations, passages, metrics and judged values); `answers-<mode>.md` a summary t
 table per pipeline with its modes side by side, the worst questions of each run, the
 deltas against `--compare OLD.json` and, with `--flags`, flags as an error detector;
 `answers-<mode>.png` the bounded metrics and the answer time per run, and
-`answers-<mode>-flags.png` the flags' precision and recall.
+`answers-<mode>-flags.png` the flags' precision and recall. With `--compile`, the share
+of answers whose C code compiles and the blocks that do not, each with its first error.
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ JUDGED_ROWS = [(m, f"{m.replace('_', ' ')} (judge)", "share") for m in JUDGED] +
     ("accuracy", "accuracy: correct / all (judge)", "share"),
     ("precision", "precision: correct / answered (judge)", "share"),
 ]
+COMPILE_ROWS = [
+    ("code_answers", "answers with C code", "int"),
+    ("code_compiles", "answers whose C code compiles (of those with code)", "share"),
+    ("no_code_answers", "answers without C code (not counted above)", "int"),
+    ("code_blocks", "C code blocks", "int"),
+    ("code_blocks_unwrapped", "C blocks that could not be wrapped", "int"),
+]
+FAILING_BLOCKS = 10
 FLAG_ROWS = [
     ("flag_recall", "flags: share of errors flagged", "share"),
     ("flag_precision", "flags: share of flags on an error", "share"),
@@ -94,6 +103,8 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows += JUDGED_ROWS
     if report["settings"].get("flags"):
         rows += FLAG_ROWS
+    if report["settings"].get("compile"):
+        rows += COMPILE_ROWS
     return rows
 
 
@@ -186,6 +197,23 @@ def flags_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def failing_code_table(report: dict[str, Any]) -> str:
+    """The first blocks of each run that do not compile, with their verdicts."""
+    head = ["run", "id", "line", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report["runs"]:
+        failing = [
+            (row["id"], block)
+            for row in r["per_question"]
+            for block in row.get("compile", {}).get("blocks", [])
+            if block["status"] != "compiles"
+        ]
+        for question, block in failing[:FAILING_BLOCKS]:
+            cells = [r["name"], question, str(block["line"]), _snippet(block["verdict"], 160)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_report(report: dict[str, Any], old: dict[str, Any] | None = None) -> str:
     judged = bool(report.get("judge"))
     judge = report.get("judge")
@@ -221,6 +249,9 @@ def markdown_report(report: dict[str, Any], old: dict[str, Any] | None = None) -
             ]
     if report["settings"].get("flags"):
         parts += ["## Flags as an error detector\n", flags_table(report) + "\n", FLAGS_NOTE]
+    if report["settings"].get("compile"):
+        parts += [f"## Code that does not compile against {report['petsc']}\n"]
+        parts += [failing_code_table(report) + "\n"]
     parts += [READING]
     return "\n".join(parts)
 

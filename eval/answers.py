@@ -23,6 +23,13 @@ or a feedback export's down-voted answer) has no symbol recall, lead hit or unit
 precision: what it measures is the abstention rate (there, each answer is a missed
 abstention; on a set with references, each abstention is a false one).
 
+With `--compile` (`AnswerRequest.compile`), the C code blocks of every answer as shown
+are compiled against the configured PETSc (`serve/codecheck/blocks.py`; verdicts cached by
+content in the data directory): each row gets `compile` (per block: compiles, the first
+error with its line in the answer, or why it could not be wrapped) and a run the share of
+its answers with C code whose every block compiles; answers without C code are counted
+apart, not as passing.
+
 Times: `total_ms` is the whole answer, retrieval included, after an untimed warm-up
 (embedder and, for generation, the model loaded first); `ttft_ms` and `tokens_per_s`
 are the assistant's own timings.
@@ -63,6 +70,9 @@ from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.answer import Assistant, resolve_mode
 from sciknow.serve.backends.base import Backend
 from sciknow.serve.backends.factory import LazyBackend
+from sciknow.serve.codecheck.blocks import VerdictCache, check_blocks
+from sciknow.serve.codecheck.check import CodeChecker, build_checker
+from sciknow.serve.codecheck.petsc import find_petsc
 from sciknow.serve.factory import assemble_assistant, build_backend
 from sciknow.serve.names import NameChecker, history_ranges
 
@@ -360,6 +370,7 @@ class AnswerRequest:
     limit: int = 0
     backend: str | None = None
     flags: bool = False
+    compile: bool = False  # compile the answers' C code blocks
     options: PipelineOptions = field(default_factory=PipelineOptions)
 
 
@@ -412,11 +423,37 @@ def summarize(spec: RunSpec, rows: list[dict[str, Any]], judged: bool) -> dict[s
             zip(("errors", "caught", "flags", "right"), flags.counts(), strict=True)
         ),
     }
+    if any("compile" in r for r in rows):
+        summary.update(compile_summary(rows))
     if spec.mode != "generative":  # nothing was generated to score apart
         summary.update({k: None for k in summary if k == "fallback" or k.startswith("gen_")})
     if judged:
         summary.update(judged_summary(rows))
     return summary
+
+
+def compile_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many answers hold C code, the share of those whose every block compiles, and
+    the blocks that could not be wrapped (they count as not compiling)."""
+    with_code = [r["compile"] for r in rows if r["compile"]["blocks"]]
+    blocks = [b for c in with_code for b in c["blocks"]]
+    return {
+        "code_answers": len(with_code),
+        "no_code_answers": len(rows) - len(with_code),
+        "code_compiles": mean(float(c["compiles"]) for c in with_code),
+        "code_blocks": len(blocks),
+        "code_blocks_unwrapped": sum(b["status"] == "cannot-wrap" for b in blocks),
+    }
+
+
+def compile_verdicts(
+    checker: CodeChecker, cache: VerdictCache, text: str, prefixes: list[str]
+) -> dict[str, Any]:
+    """A row's `compile`: the verdict of each C block, and whether all compile (None
+    without C code)."""
+    blocks = [v.to_dict() for v in check_blocks(checker, text, prefixes, cache)]
+    compiles = all(b["status"] == "compiles" for b in blocks) if blocks else None
+    return {"blocks": blocks, "compiles": compiles}
 
 
 def judged_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -450,6 +487,7 @@ class Session:
     names: Store  # the sciknow index: its symbol table checks every run's names
     flags: bool = False
     judge: Judge | None = None
+    code: tuple[CodeChecker, VerdictCache] | None = None  # with --compile
     units: am.UnitMatcher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -485,6 +523,11 @@ class Session:
             row["cached"] = cached
             row["metrics"] = score(row, question, checker, profile.symbol_prefixes, self.units)
             row["judged"] = self._judged(key, row, question)
+            if self.code is not None:
+                checker, verdicts = self.code
+                row["compile"] = compile_verdicts(
+                    checker, verdicts, shown_content(row), profile.symbol_prefixes
+                )
             rows.append(row)
             bar.set_postfix(cached=sum(r["cached"] for r in rows))
         return rows
@@ -522,6 +565,8 @@ def run(
     questions = questions[: request.limit] if request.limit else questions
     if not questions:
         raise SourceError(f"{request.dataset} holds no questions")
+    if request.compile:  # no PETSc: say how to install one before any index is built
+        find_petsc(config.check.petsc_dir, config.check.petsc_arch)
     backend_name = request.backend or config.models.backend
     backend = LazyBackend(backend_name, lambda: build_backend(config, backend_name))
     index = ("repo-" if request.repo else "") + mode_name(request.exclude)
@@ -538,6 +583,9 @@ def run(
         AnswerCache(request.out / "answers-cache.sqlite"), backend, config, embedder, index,
         store_of("sciknow"), request.flags, judge,
     )  # fmt: skip
+    if request.compile:
+        checker = build_checker(config.check, config.profile, session.names)
+        session.code = (checker, VerdictCache.in_data_dir(config.data_path))
     runs = []
     try:
         for spec in run_specs(request.pipelines, request.modes, backend_name, config):
@@ -549,6 +597,8 @@ def run(
             runs.append({**summarize(spec, rows, judge is not None), "per_question": rows})
     finally:
         session.cache.close()
+        if session.code is not None:
+            session.code[1].close()
     judged_by = None
     if judge is not None:
         judged_by = {
@@ -570,7 +620,12 @@ def run(
             "loaded": backend.name if backend.loaded else None,
         },
         "judge": judged_by,
-        "settings": {"answer": dataclasses.asdict(config.answer), "flags": request.flags},
+        "settings": {
+            "answer": dataclasses.asdict(config.answer),
+            "flags": request.flags,
+            "compile": request.compile,
+        },
+        "petsc": session.code[0].build.describe() if session.code else None,
         "runs": runs,
     }
 

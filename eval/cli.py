@@ -115,6 +115,7 @@ def run_answers(args: argparse.Namespace, config: Config) -> int:
         limit=args.limit,
         backend=args.backend,
         flags=args.flags,
+        compile=args.compile,
         options=PipelineOptions(cross_encoder=args.cross_encoder or "", backend=args.backend),
     )
     embedder = load_embedder(config)
@@ -227,5 +228,10 @@ def add_eval_parser(verbs: argparse._SubParsersAction) -> None:
     answers.add_argument("--compare", metavar="OLD.json", help="an earlier answers-*.json")
     answers.add_argument(
         "--flags", action="store_true", help="compute answer flags and score them against errors"
+    )
+    answers.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the answers' C code blocks against the configured PETSc ([check])",
     )
     answers.set_defaults(run=run_answers)
