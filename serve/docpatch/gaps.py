@@ -21,6 +21,14 @@ double: someone was left without an answer) and from a JSONL file of questions (
 
 Gaps are numbered by rank and saved to `<data_dir>/gaps.json`, so `sciknow patch --gap N`
 drafts the gap the last report showed as N.
+
+The report's `code` part lists other candidates: the docs' own C code blocks (the Markdown
+pages of the config's local docs sources) that do not compile against the configured
+PETSc, each with its file, line and first error (`serve/codecheck/blocks.py`). Blocks that
+cannot be wrapped into a program (synopses, elided code) are counted, not listed. Verdicts
+are cached by content in the data directory and at most `[check] gaps_blocks` blocks are
+compiled per run (a second of CPU each), so a large tree is covered over a few runs and
+a rerun compiles only changed blocks. Without a PETSc the part says how to install one.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from sciknow.config import Config
 from sciknow.index.embed import Embedder
@@ -42,6 +51,9 @@ from sciknow.index.store import Filters, Store
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import content_hash
 from sciknow.serve.answer import ABSTAIN_TEXT
+from sciknow.serve.codecheck.blocks import CodeBlock, VerdictCache, check_block, code_blocks
+from sciknow.serve.codecheck.check import build_checker
+from sciknow.serve.codecheck.petsc import PetscNotFound
 from sciknow.serve.docpatch.locate import suggest
 from sciknow.serve.docpatch.sources import (
     THREAD_KINDS,
@@ -180,8 +192,9 @@ def gaps_report(
     asks = thread_asks(store, since, prefixes) + feedback_asks(config.data_path, since)
     asks += file_asks(questions) if questions else []
     settings = config.docpatch
+    code = docs_code(config, store)
     if not asks:
-        return _save(config, {"gaps": [], "questions": 0, "weak": 0, "seconds": 0.0})
+        return _save(config, {"gaps": [], "questions": 0, "weak": 0, "seconds": 0.0, "code": code})
     vectors = _embed(store, embedder, [a.text for a in asks])
     hits = store.search_dense_many(vectors, 1, store.allowed_rowids(REFERENCE))
     for ask, found in zip(asks, hits, strict=True):
@@ -202,8 +215,77 @@ def gaps_report(
             "weak": len(weak),
             "seconds": round(seconds, 2),
             "since": since,
+            "code": code,
         },
     )
+
+
+def docs_blocks(config: Config) -> list[tuple[str, str, CodeBlock]]:
+    """(source, page path, block) for each C block of the local docs sources' Markdown pages
+    (their `exclude` prefixes left out), in path order."""
+    found = []
+    for source in config.sources:
+        root = Path(source.path)
+        if source.kind != "docs" or not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*.md")):
+            relpath = path.relative_to(root).as_posix()
+            if any(relpath.startswith(prefix) for prefix in source.exclude):
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for block in code_blocks(text, config.profile.symbol_prefixes):
+                found.append((source.name, relpath, block))
+    return found
+
+
+def docs_code(config: Config, store: Store) -> dict[str, Any]:
+    """The docs' C blocks that do not compile against the configured PETSc (see the module
+    docstring), with the counts of the check."""
+    started = time.perf_counter()
+    out: dict[str, Any] = {"petsc": "", "blocks": 0, "skipped": "", "candidates": []}
+    if not config.check.gaps_blocks:
+        out["skipped"] = "off ([check] gaps_blocks = 0)"
+        return out
+    blocks = docs_blocks(config)
+    out["blocks"] = len(blocks)
+    if not blocks:
+        out["skipped"] = "no C code blocks in the config's local docs sources"
+        return out
+    try:
+        checker = build_checker(config.check, config.profile, store)
+    except PetscNotFound as err:
+        out["skipped"] = str(err)
+        return out
+    out["petsc"] = checker.build.describe()
+    counts: Counter[str] = Counter()
+    cache = VerdictCache.in_data_dir(config.data_path)
+    budget = config.check.gaps_blocks
+    try:
+        for source, page, block in tqdm(blocks, desc="docs code", unit="block", disable=None):
+            if budget == 0 and cache.get(block, out["petsc"]) is None:
+                counts["left"] += 1
+                continue
+            verdict, cached = check_block(checker, block, cache)
+            budget -= not cached
+            counts["cached" if cached else "compiled"] += 1
+            counts[verdict.status] += 1
+            if verdict.status == "error":
+                out["candidates"].append(
+                    {
+                        "source": source,
+                        "file": page,
+                        "line": block.line,
+                        "language": block.language,
+                        "error": verdict.diagnostic,
+                        "verdict": verdict.verdict,
+                    }
+                )
+    finally:
+        cache.close()
+    keys = ("compiled", "cached", "left", "compiles", "error", "cannot-wrap")
+    out.update({key.replace("-", "_"): counts[key] for key in keys})
+    out["seconds"] = round(time.perf_counter() - started, 2)
+    return out
 
 
 def _gap(
