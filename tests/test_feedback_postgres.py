@@ -18,6 +18,7 @@ import pytest
 from support.feedback import SERVER, vote
 from support.postgres import postgres_server
 
+from sciknow.errors import ConfigError
 from sciknow.index.store import StorageError
 from sciknow.serve.names import NAMES_FILE
 from sciknow.serve.web.feedback import FeedbackStore
@@ -80,7 +81,9 @@ def test_replicas_starting_together_create_the_table_once(empty_database, tmp_pa
         assert sorted(pool.map(start, range(4))) == [1, 2, 3, 4]
 
 
-def test_an_unreachable_database_is_one_line(tmp_path, monkeypatch, capsys):
+def test_a_malformed_url_or_an_unreachable_database_is_one_line(tmp_path, monkeypatch, capsys):
+    with pytest.raises(ConfigError, match=r"serve\.database_url is not a valid URL"):
+        open_feedback("postgresql://db/sciknow?colour=blue", tmp_path)
     with socket.socket() as closed:  # bound, never listening: connections are refused
         closed.bind(("127.0.0.1", 0))
         down = f"postgresql://sciknow@127.0.0.1:{closed.getsockname()[1]}/sciknow"

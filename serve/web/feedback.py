@@ -139,7 +139,7 @@ class FeedbackTable(ABC):
     def _select(self, clause: str, values: list[Any]) -> list[dict[str, Any]]:
         rows = self._query(f"SELECT * FROM feedback {clause}", values)
         for row in rows:
-            for column in _JSON_COLUMNS:  # a driver that decodes JSON columns hands back lists
+            for column in _JSON_COLUMNS:  # jsonb comes back decoded, SQLite's text does not
                 if isinstance(row[column], str):  # NaN stored before votes were checked: null
                     row[column] = json.loads(row[column], parse_constant=lambda _: None)
         return rows
