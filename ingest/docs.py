@@ -6,7 +6,9 @@ of a published site, which is crawled. Published links:
 - a source page `x/index.md` (or `.rst`) → `{base_url}x/`, `x/y.md` → `{base_url}x/y/`,
   `index.md` → `{base_url}` (Sphinx's dirhtml layout, as on petsc.org);
 - a local built page `x/index.html` → `{base_url}x/`, `x.html` → `{base_url}x.html`;
-- a crawled page keeps its own URL.
+- a crawled page keeps its own URL;
+- with neither `base_url` nor the profile's `docs_url` (an unofficial folder, see
+  `ingest/registry.py`), a local page has no link (`uri` is empty), not an invented one.
 
 A section's anchor is the id Sphinx gives it (docutils `make_id` of the title,
 or the HTML page's own id); `meta["anchor"]` prefers the MyST/reST label
@@ -84,7 +86,7 @@ class DocsSource:
         self.root = root
         self.profile = profile
         base = base_url or profile.docs_url
-        self.base_url = base if base.endswith("/") else base + "/"
+        self.base_url = base if not base or base.endswith("/") else base + "/"
         self.max_file_bytes = max_file_bytes
         self.official = official
         self.exclude = tuple(exclude)
@@ -155,7 +157,8 @@ class DocsSource:
             sections = self._sections(rel, text, labels)
             if sections is not None:
                 self._origins[rel] = fingerprint
-                yield from self._documents(rel, sections, self.base_url + local_page_path(rel))
+                page_url = self.base_url and self.base_url + local_page_path(rel)
+                yield from self._documents(rel, sections, page_url)
 
     def _sections(self, rel: str, text: str, labels: Labels) -> list[Section] | None:
         """Parse one page; anything unparseable becomes a Skip, never an exception."""
@@ -249,7 +252,7 @@ class DocsSource:
                 id=f"{self.name}:{rel}#{section.anchor}",
                 source=self.name,
                 kind=kind,
-                uri=f"{page_url}#{section.slug}" if section.slug else page_url,
+                uri=f"{page_url}#{section.slug}" if page_url and section.slug else page_url,
                 title=section.title,
                 text=text,
                 origin=rel,

@@ -20,6 +20,10 @@ Every file considered is accounted for: the ones that give no document
 (generated test output, binaries, bad UTF-8, empty or huge files, types with
 no parser) are logged as `Skip`s with a reason. They are fingerprinted like
 the rest, so they are reported again only when they change.
+
+Links come from the profile's templates (`blob_url`, `manpage_url`, `docs_url`); an
+empty template gives no link, which is how an unofficial tree is read (see
+`ingest/registry.py`).
 """
 
 from __future__ import annotations
@@ -334,6 +338,7 @@ class GitSource:
 
     def _changelog(self, relpath: str, text: str, skips: SkipLog) -> list[Document]:
         stem = PurePosixPath(relpath).stem
+        docs = self.profile.docs_url.rstrip("/")
         return [
             self._document(
                 relpath,
@@ -341,7 +346,7 @@ class GitSource:
                 changelog_title(text, stem),
                 text,
                 lines=(1, _line_count(text)),
-                uri=f"{self.profile.docs_url.rstrip('/')}/changes/{stem}/",
+                uri=f"{docs}/changes/{stem}/" if docs else "",
             )
         ]
 

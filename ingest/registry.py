@@ -1,11 +1,19 @@
-"""Build sources from `[[sources]]` config entries or from a path/URL on the command line."""
+"""Build sources from `[[sources]]` config entries or from a path/URL on the command line.
+
+A location given on the command line that no `[[sources]]` entry declares is unofficial:
+nothing says it is the library's vetted docs or code. Links come from the profile's
+templates (petsc.org pages, GitLab blobs) only for official sources; an unofficial
+docs source links only where its own `base_url` says, so an arbitrary folder never gets
+invented petsc.org links.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
-from sciknow.config import Config, ConfigError, SourceConfig
+from sciknow.config import Config, ConfigError, Profile, SourceConfig
 from sciknow.ingest.base import Source
 
 DOC_SUFFIXES = {".md", ".rst", ".html", ".htm", ".txt"}
@@ -60,8 +68,8 @@ def _json_kind(path: Path) -> str:
 
 
 def source_for_location(location: str, config: Config) -> SourceConfig:
-    """The configured source at `location`, or a new one named after it. A local path is
-    named by its last part and a hash of the whole (`mbox:petsc-users.mbox-3f2a91`):
+    """The configured source at `location`, or a new, unofficial one named after it. A local
+    path is named by its last part and a hash of the whole (`mbox:petsc-users.mbox-3f2a91`):
     names start every document id, and ids must not show the server's folders."""
     kind = infer_kind(location)
     name = f"{kind}:{location}"
@@ -72,8 +80,15 @@ def source_for_location(location: str, config: Config) -> SourceConfig:
     for configured in config.sources:
         if configured.path == location:
             return configured
-    official = kind in ("git", "source", "docs")
-    return SourceConfig(name=name, kind=kind, path=location, official=official)
+    return SourceConfig(name=name, kind=kind, path=location, official=False)
+
+
+def linked_profile(spec: SourceConfig, profile: Profile) -> Profile:
+    """`profile` with its link templates only for an official source: the library's site
+    and repository publish its own docs and code, not an arbitrary folder's."""
+    if spec.official:
+        return profile
+    return dataclasses.replace(profile, docs_url="", blob_url="", manpage_url="")
 
 
 def make_sources(spec: SourceConfig, config: Config) -> list[Source]:
@@ -83,7 +98,7 @@ def make_sources(spec: SourceConfig, config: Config) -> list[Source]:
     over its `doc/` folder (named `<name>-doc`), so a whole-repository ingest includes the
     manual, FAQ and release notes, parsed by section with petsc.org anchors.
     """
-    common = {"profile": config.profile}
+    common = {"profile": linked_profile(spec, config.profile)}
     max_bytes = config.ingest.max_file_bytes
     if spec.kind == "docs":
         from sciknow.ingest.docs import DocsSource
@@ -111,10 +126,11 @@ def _tree_sources(spec: SourceConfig, config: Config) -> list[Source]:
             f'use kind = "git" to clone {spec.path}'
         )
     clone_root = config.data_path / "clones"
+    profile = linked_profile(spec, config.profile)
     tree = clone_root / spec.name if is_url(spec.path) else Path(spec.path)
     sources: list[Source] = [
         GitSource(
-            name=spec.name, location=spec.path, clone_root=clone_root, profile=config.profile,
+            name=spec.name, location=spec.path, clone_root=clone_root, profile=profile,
             max_file_bytes=config.ingest.max_file_bytes, rev=spec.rev, official=spec.official,
             exclude=[*spec.exclude, "doc/changes/"],
         )
@@ -125,7 +141,7 @@ def _tree_sources(spec: SourceConfig, config: Config) -> list[Source]:
             DocsSource(
                 name=f"{spec.name}-doc", root=str(tree / "doc"), base_url=spec.base_url,
                 max_file_bytes=config.ingest.max_file_bytes, official=spec.official,
-                exclude=doc_exclude, profile=config.profile,
+                exclude=doc_exclude, profile=profile,
             )
         )  # fmt: skip
     return sources

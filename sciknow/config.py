@@ -158,6 +158,10 @@ class AnswerConfig:
     max_tokens: int = 384
     temperature: float = 0.0
     min_relevance: float = 0.33
+    # Between min_relevance and this cosine the passages must also use min_support of
+    # the question's terms, or the assistant abstains (serve/relevance.py).
+    unsupported_relevance: float = 0.42
+    min_support: float = 0.4
     # "extractive": cited sentences, list items and code from the passages; "generative":
     # the model writes; "auto": extractive when `models.size` is small (README, "Answers").
     mode: str = "auto"

@@ -2,7 +2,8 @@
 
 Design decisions:
 - Abstention happens before generation: when no retrieved passage is close
-  enough (best dense cosine below `min_relevance` and no exact symbol match),
+  enough (`relevance.py`: a dense cosine floor, the question's words in the passages,
+  an exact symbol match),
   the assistant says it does not know and returns the closest passages, rather
   than letting a small model improvise.
 - Follow-ups ("and for SNES?") are made standalone before retrieval by joining
@@ -37,6 +38,7 @@ from sciknow.serve.flags import answer_flags
 from sciknow.serve.guard import END_MARKERS, LoopDetector, cut_at_end_marker, problems
 from sciknow.serve.names import NameCheck
 from sciknow.serve.prompt import pack
+from sciknow.serve.relevance import is_relevant
 
 ABSTAIN_TEXT = (
     "I don't know: the indexed documentation has nothing close enough to this question. "
@@ -94,13 +96,6 @@ def standalone_question(question: str, history: Sequence[Message]) -> str:
     return question
 
 
-def is_relevant(evidence: Sequence[Evidence], min_relevance: float) -> bool:
-    """Some passage is semantically close, or names a symbol from the question."""
-    return any(
-        e.scores.get("dense", 0.0) >= min_relevance or "symbol" in e.scores for e in evidence
-    )
-
-
 class Assistant:
     """Answers questions from the index with one shared backend.
 
@@ -151,7 +146,7 @@ class Assistant:
         query = standalone_question(question, history)
         evidence = self.retriever.search(query, k or self.settings.k, filters)
         timings = {"retrieval_ms": (time.perf_counter() - started) * 1000}
-        if not is_relevant(evidence, self.settings.min_relevance):
+        if not is_relevant(query, evidence, self.settings):
             yield Event("answer", answer=self._abstain(evidence, timings))
             return
         if self.mode == "extractive":

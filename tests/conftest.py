@@ -27,15 +27,17 @@ def embedder():
 @pytest.fixture(scope="session")
 def docs_config(tmp_path_factory, embedder):
     """A Config whose data dir holds an ingested index of `support.pages.PAGES`."""
-    from sciknow.config import load_config
+    from sciknow.config import SourceConfig, load_config
     from sciknow.index.factory import make_chunker, open_store
     from sciknow.index.pipeline import ingest
-    from sciknow.ingest.registry import make_sources, source_for_location
+    from sciknow.ingest.registry import make_sources
 
     root = tmp_path_factory.mktemp("docs-index")
     docs = write_docs(root / "docs")
     config = load_config(environ={"SCIKNOW_DATA_DIR": str(root / "data")})
-    sources = make_sources(source_for_location(str(docs), config), config)
+    # Declared as [[sources]] are (official, petsc.org links): a folder only the command
+    # line names is neither.
+    sources = make_sources(SourceConfig(name="docs", kind="docs", path=str(docs)), config)
     ingest(open_store(config), sources, embedder, make_chunker(config))
     return config
 

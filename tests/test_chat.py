@@ -63,7 +63,7 @@ def write_mbox(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def chat_config(tmp_path_factory, embedder):
     """Docs pages and one hostile mail message, ingested with the real pipeline."""
-    from sciknow.config import load_config
+    from sciknow.config import SourceConfig, load_config
     from sciknow.index.factory import make_chunker, open_store
     from sciknow.index.pipeline import ingest
     from sciknow.ingest.registry import make_sources, source_for_location
@@ -73,11 +73,13 @@ def chat_config(tmp_path_factory, embedder):
     config.answer.mode = "extractive"
     docs = write_docs(root / "docs")
     (docs / "manual" / "profiling.md").write_text(PROFILING_PAGE)  # a page with a code fence
-    locations = [docs, write_mbox(root / "list.mbox")]
+    specs = [  # the docs declared as [[sources]] are: official, with petsc.org links
+        SourceConfig(name="docs", kind="docs", path=str(docs)),
+        source_for_location(str(write_mbox(root / "list.mbox")), config),
+    ]
     store = open_store(config)
-    for location in locations:
-        sources = make_sources(source_for_location(str(location), config), config)
-        ingest(store, sources, embedder, make_chunker(config))
+    for spec in specs:
+        ingest(store, make_sources(spec, config), embedder, make_chunker(config))
     return config
 
 

@@ -28,6 +28,10 @@ def test_ingest_search_stats_round_trip(tmp_path):
     docs = write_docs(tmp_path / "docs")
     (docs / "broken.md").write_bytes(b"\xff\xfe not utf-8 \xff")
     data = str(tmp_path / "data")
+    # Declared, the folder is official and linked to petsc.org (named only on the command
+    # line it would be neither).
+    declared = '[[sources]]\nname = "docs"\nkind = "docs"\npath = "docs"\nofficial = true\n'
+    (tmp_path / "sciknow.toml").write_text(declared)
     ingested = sciknow("--data-dir", data, "ingest", str(docs), cwd=tmp_path)
     assert ingested.returncode == 0, ingested.stderr
     assert "DEBUG" not in ingested.stderr  # the BM25 library's own chatter stays out

@@ -158,10 +158,10 @@ int main(int argc, char **argv)
 
 
 def test_an_api_how_to_leads_with_the_man_page_and_a_tutorial_line(tmp_path, embedder):
-    from sciknow.config import load_config
+    from sciknow.config import SourceConfig, load_config
     from sciknow.index.factory import embed_policy, make_chunker, open_store
     from sciknow.index.pipeline import ingest
-    from sciknow.ingest.registry import make_sources, source_for_location
+    from sciknow.ingest.registry import make_sources
     from sciknow.serve.extractive import Extractor
 
     repo = tmp_path / "lib"
@@ -179,7 +179,8 @@ def test_an_api_how_to_leads_with_the_man_page_and_a_tutorial_line(tmp_path, emb
     config = load_config(environ={"SCIKNOW_DATA_DIR": str(tmp_path / "data")})
     store = open_store(config)
     policy = embed_policy(config)
-    ingest(store, make_sources(source_for_location(str(repo), config), config), embedder,
+    spec = SourceConfig(name="lib", kind="git", path=str(repo))  # official, petsc.org links
+    ingest(store, make_sources(spec, config), embedder,
            make_chunker(config), skip_embedding_kinds=policy.skip,
            embed_head_chars=policy.head_chars)  # fmt: skip
     evidence = [

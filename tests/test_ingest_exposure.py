@@ -1,10 +1,12 @@
 """What ingest exposes of the server: sources given by path have ids and links without
-the server's folders, and an input that holds nothing is logged as skipped."""
+the server's folders, a folder only the command line names is unofficial with no invented
+links, and an input that holds nothing is logged as skipped."""
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from support.pages import write_docs
 
@@ -21,8 +23,24 @@ My KSPSolve stalls after 50 iterations.
 """
 
 
-def documents(location: str, tmp_path) -> list:
-    config = load_config(environ={"SCIKNOW_DATA_DIR": str(tmp_path / "data")})
+MANPAGE_C = """\
+/*@
+  WidgetTurn - Turns the widget by an angle
+
+  Input Parameter:
+. angle - the angle in degrees
+
+  Level: beginner
+@*/
+int WidgetTurn(double angle)
+{
+  return angle > 0;
+}
+"""
+
+
+def documents(location: str, tmp_path, config_file: Path | None = None) -> list:
+    config = load_config(config_file, environ={"SCIKNOW_DATA_DIR": str(tmp_path / "data")})
     sources = make_sources(source_for_location(location, config), config)
     return [doc for source in sources for doc in source.iter_documents(None)]
 
@@ -62,3 +80,43 @@ def test_a_random_bytes_mbox_is_logged_as_skipped(tmp_path, caplog):
         assert list(source.iter_documents(None)) == []
     assert [skip.reason for skip in source.skipped] == ["no mail message in it (not an mbox file?)"]
     assert "junk.mbox" in caplog.text and "no mail message" in caplog.text
+
+
+def test_a_folder_named_on_the_command_line_is_unofficial_and_unlinked(tmp_path):
+    docs = documents(str(write_docs(tmp_path / "srv" / "docs")), tmp_path)
+    tree = tmp_path / "srv" / "tree"
+    (tree / "include").mkdir(parents=True)
+    (tree / "include" / "widget.h").write_text("int WidgetTurn(double angle);\n")
+    (tree / "src").mkdir()
+    (tree / "src" / "turn.c").write_text(MANPAGE_C)
+    code = documents(str(tree), tmp_path)
+    assert {doc.kind for doc in code} >= {"manpage", "code"}
+    for doc in docs + code:
+        assert doc.official is False and doc.uri == "", (doc.id, doc.uri)
+    assert all(doc.meta.get("source_uri", "") == "" for doc in code)
+
+
+def test_a_declared_folder_keeps_its_flag_and_links_from_its_base_url(tmp_path):
+    docs = write_docs(tmp_path / "srv" / "docs")
+    declared = tmp_path / "sciknow.toml"
+    declared.write_text(
+        '[[sources]]\nname = "guide"\nkind = "docs"\npath = "srv/docs"\n'
+        'base_url = "https://guide.example.org/v2/"\n'
+    )
+    found = documents(str(docs), tmp_path, declared)
+    assert found and all(doc.official for doc in found)
+    ksp = next(doc for doc in found if doc.id == "guide:manual/ksp.md#convergence-tests")
+    assert ksp.uri == "https://guide.example.org/v2/manual/ksp/#convergence-tests"
+    declared.write_text(declared.read_text() + "official = false\n")
+    found = documents(str(docs), tmp_path, declared)
+    assert all(
+        not doc.official and doc.uri.startswith("https://guide.example.org/v2/") for doc in found
+    )
+
+
+def test_a_declared_folder_without_base_url_links_to_the_profile_site(tmp_path):
+    docs = write_docs(tmp_path / "srv" / "docs")
+    declared = tmp_path / "sciknow.toml"
+    declared.write_text('[[sources]]\nname = "docs"\nkind = "docs"\npath = "srv/docs"\n')
+    found = documents(str(docs), tmp_path, declared)
+    assert all(doc.official and doc.uri.startswith("https://petsc.org/release/") for doc in found)
