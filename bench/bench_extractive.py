@@ -23,9 +23,9 @@ from sciknow.eval.metrics import percentile, tokens
 from sciknow.eval.retrieval import build_index, load_questions
 from sciknow.index.factory import load_embedder
 from sciknow.rerank.hybrid import HybridRetriever
-from sciknow.serve.answer import is_relevant
 from sciknow.serve.citations import check_citations
 from sciknow.serve.extractive import Extractor
+from sciknow.serve.relevance import is_relevant
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
     times, recall, ceiling, cited, abstained = [], [], [], 0, 0
     for n, question in enumerate(questions):
         evidence = retriever.search(question.question, args.k)
-        if not is_relevant(evidence, config.answer.min_relevance):
+        if not is_relevant(question.question, evidence, config.answer):
             abstained += 1
             continue
         started = time.perf_counter()
