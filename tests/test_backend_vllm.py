@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +17,12 @@ import httpx
 import numpy as np
 import pytest
 from support.http import Reply, Request, serving
+from support.vllm_server import ROOT, free_port, vllm_server
 
 from sciknow.serve.backends.base import Backend, BackendError
 from sciknow.serve.backends.factory import make_backend
 from sciknow.serve.backends.vllm import VLLMBackend
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV = Path(os.environ.get("SCIKNOW_VLLM_VENV", ROOT / ".ci" / ".vllm-venv"))
 MODEL_DIR = Path(os.environ.get("SCIKNOW_VLLM_MODEL_DIR", ROOT / ".ci" / ".vllm-model"))
 SERVED = "SmolLM2-135M-Instruct"
 QUESTION = [{"role": "user", "content": "What does KSPSolve do in PETSc? Answer briefly."}]
@@ -42,83 +37,15 @@ ANSWER = (
 # by under 0.01, so this is the quantization's noise, not a misalignment (which costs
 # whole nats). The same most-likely token at 94% of positions.
 MEAN_TOLERANCE = 0.15
-START_TIMEOUT = 300  # seconds; start-up took 136-149 s with --enforce-eager on 2 busy cores
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_env(work: Path) -> dict[str, str]:
-    cores = sorted(os.sched_getaffinity(0))
-    env = {
-        "VLLM_TARGET_DEVICE": "cpu",
-        "VLLM_CPU_KVCACHE_SPACE": "2",
-        "VLLM_CPU_OMP_THREADS_BIND": f"{cores[0]}-{cores[-1]}",
-        "HF_HUB_OFFLINE": "1",
-        "OMP_WAIT_POLICY": "PASSIVE",  # spinning workers on busy cores: 1.5 vs 3-6 tokens/s
-        "TMPDIR": str(work),
-        "VLLM_CACHE_ROOT": str(work / "cache"),
-        "TORCHINDUCTOR_CACHE_DIR": str(work / "inductor"),
-    }
-    return {**os.environ, **env}
-
-
-def wait_healthy(
-    url: str, proc: subprocess.Popen, log: Path, timeout: float = START_TIMEOUT
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"vLLM exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(2)
-    pytest.fail(f"vLLM not healthy after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop the server's whole process group (the API server, engine core and workers)."""
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except ProcessLookupError:
-            return
 
 
 @pytest.fixture(scope="session")
 def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    launcher = VENV / "bin" / "vllm-cpu-serve"
-    if not launcher.exists() or not (MODEL_DIR / "config.json").exists():
-        pytest.skip(f"no vLLM venv at {VENV} or model at {MODEL_DIR}: run .ci/vllm_setup.sh")
-    work = tmp_path_factory.mktemp("vllm")
-    port = free_port()
-    args = ["--served-model-name", SERVED, "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--enforce-eager", "--dtype", "float32", "--max-model-len", "2048"]
-    log = work / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(launcher), str(MODEL_DIR), *args],
-            env=server_env(work),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, log)
+    if not (MODEL_DIR / "config.json").exists():
+        pytest.skip(f"no model at {MODEL_DIR}: run .ci/vllm_setup.sh")
+    args = ["--served-model-name", SERVED, "--dtype", "float32", "--max-model-len", "2048"]
+    with vllm_server(MODEL_DIR, tmp_path_factory.mktemp("vllm"), args) as url:
         yield url
-    finally:
-        stop(proc)
 
 
 @pytest.fixture(scope="module")
