@@ -57,7 +57,6 @@ from sciknow.eval.retrieval import (
     PIPELINES,
     PipelineOptions,
     Question,
-    Retriever,
     build_index,
     load_questions,
     mode_name,
@@ -66,6 +65,7 @@ from sciknow.index.embed import Embedder
 from sciknow.index.store import Filters, Store
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Evidence
+from sciknow.rerank.base import Retriever
 from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.answer import Assistant, resolve_mode
 from sciknow.serve.backends.base import Backend

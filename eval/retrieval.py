@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm import tqdm
 
@@ -51,22 +51,16 @@ from sciknow.eval.metrics import (
 from sciknow.index.embed import Embedder
 from sciknow.index.factory import make_chunker, open_store
 from sciknow.index.pipeline import ingest
-from sciknow.index.store import Filters, Store
+from sciknow.index.store import Store
 from sciknow.ingest.base import Source
 from sciknow.ingest.registry import make_sources
 from sciknow.ingest.symbols import find_symbols
 from sciknow.records import Evidence
-from sciknow.rerank.base import Reranker
+from sciknow.rerank.base import Reranker, Retriever
 from sciknow.rerank.hybrid import HybridRetriever
 
 DOCS_SOURCE = "petsc-doc"  # the sciknow index's source name: ids `petsc-doc:faq/index.md#anchor`
 REPO_SOURCE = "petsc-git"  # the repository's source name with `--repo`
-
-
-class Retriever(Protocol):
-    def search(
-        self, question: str, k: int | None = None, filters: Filters | None = None
-    ) -> list[Evidence]: ...
 
 
 @dataclass

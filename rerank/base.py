@@ -1,15 +1,26 @@
-"""The reranker protocol shared by fusion, cross-encoder, LLM and diversity stages.
+"""The retriever and reranker protocols.
 
-A reranker sees the question and an ordered candidate list and returns at most
-`k` of them, best first. Stages compose by calling one after another, so each
-stays small and testable on fixtures without an index.
+A retriever turns a question into ranked evidence: the hybrid retriever
+(`rerank/hybrid.py`) and the evaluation's baselines it is measured against. A
+reranker sees the question and an ordered candidate list and returns at most `k`
+of them, best first. Stages compose by calling one after another, so each stays
+small and testable on fixtures without an index.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from sciknow.index.store import Filters
 from sciknow.records import Evidence
+
+
+class Retriever(Protocol):
+    """Question → at most `k` passages, best first (see ARCHITECTURE.md, "Data flow")."""
+
+    def search(
+        self, question: str, k: int | None = None, filters: Filters | None = None
+    ) -> list[Evidence]: ...
 
 
 @runtime_checkable

@@ -25,11 +25,12 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sciknow.config import AnswerConfig
-from sciknow.index.store import Filters
-from sciknow.records import Answer, Citation, Evidence, Flag, TokenInfo
+from sciknow.index.store import Filters, Store
+from sciknow.records import Answer, Citation, Document, Evidence, Flag, TokenInfo
 from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.backends.base import Backend, GenToken, Message
 from sciknow.serve.citations import check_citations, citation_records, passage_record
@@ -101,6 +102,8 @@ class Assistant:
 
     `mode` is "extractive" or "generative" (see `resolve_mode`); `name_check`, when
     given, returns the library names of a text that exist nowhere in the index, as flags.
+    Front ends ask it what the index holds (`stats`, `document`, `generation`) rather than
+    reaching into the retriever; `store` is there for the agent tools' exact lookups.
     """
 
     def __init__(
@@ -118,15 +121,37 @@ class Assistant:
         self.library = library
         self.mode = mode
         self.name_check = name_check
+        self.store: Store = retriever.store
         self.extractor = Extractor(
             retriever.embedder,
-            retriever.store,
+            self.store,
             retriever.profile.symbol_prefixes,
             settings.max_chars,
         )
 
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self.backend.chat_tokens(messages))
+
+    def stats(self) -> dict[str, Any]:
+        """What the index holds: documents, chunks, chunks by kind (`Store.stats`)."""
+        return self.store.stats()
+
+    def document(self, doc_id: str) -> Document | None:
+        """The whole stored document `doc_id`, or None when the index has none."""
+        return self.store.document(doc_id)
+
+    def generation(self) -> int:
+        """The committed index generation answers read; 0 before the first ingest."""
+        return self.store.generation()
+
+    @property
+    def data_dir(self) -> Path:
+        """The index's directory (where a server keeps its votes by default)."""
+        return self.store.root
+
+    def check_index(self) -> None:
+        """Refuse (`StoreError`) a read-only data directory or a damaged index (`Store.check`)."""
+        self.store.check()
 
     def stream(
         self,

@@ -42,7 +42,7 @@ def run_serve(args: argparse.Namespace, config: Config) -> int:
     from sciknow.ui.webchat.app import mount_chat
 
     assistant = build_assistant(config, args.backend, allow_empty=True)
-    assistant.retriever.store.check()
+    assistant.check_index()
     check = dataclasses.replace(config.check, allow_run=config.check.allow_run or args.allow_run)
     app = create_app(assistant, token=token, serve=config.serve, check=check)
     mount_chat(app, config.profile.examples, f"{config.profile.display_name} assistant")

@@ -132,7 +132,7 @@ def create_app(
         description="Cited answers from the index.",
         lifespan=lifespan,
     )
-    votes = feedback or open_feedback(settings.database_url, assistant.retriever.store.root)
+    votes = feedback or open_feedback(settings.database_url, assistant.data_dir)
     app.state.assistant = assistant
     app.state.engine = engine
     app.state.generation_lock = engine.lock
@@ -150,7 +150,7 @@ def create_app(
 
     @app.get("/health")
     def health() -> JSONResponse:
-        stats = assistant.retriever.store.stats()
+        stats = assistant.stats()
         stalled = engine.stalled_for()
         status = "ok" if stats["chunks"] else "empty index"
         report = {
@@ -214,7 +214,7 @@ async def _storage_fault(request: Request, err: Exception) -> JSONResponse:
 
 def is_empty(assistant: Assistant) -> bool:
     """No committed index generation yet (the server started before the first ingest)."""
-    return assistant.retriever.store.generation() == 0
+    return assistant.generation() == 0
 
 
 def _turns(history: list[Turn]) -> list[dict[str, str]]:

@@ -251,7 +251,7 @@ def examples(assistant: Assistant, query: str, k: int) -> ExamplesResponse:
     wanted = {n.lower(): n for n in retriever.query_symbols(query)}
     hits = []
     for doc_id, evidence in list(best.items())[:k]:
-        doc = retriever.store.document(doc_id)
+        doc = assistant.document(doc_id)
         if doc is None:  # re-ingested between the search and this read
             continue
         mentioned = {s.lower() for s in doc.symbols}
@@ -275,7 +275,7 @@ def examples(assistant: Assistant, query: str, k: int) -> ExamplesResponse:
 def make_tools_router(assistant: Assistant) -> APIRouter:
     """The agent endpoints over the assistant's index (see the module docstring)."""
     router = APIRouter(tags=["tools"])
-    store, profile = assistant.retriever.store, assistant.retriever.profile
+    store, profile = assistant.store, assistant.retriever.profile
     kind_weights = assistant.retriever.settings.kind_weights
 
     @router.get("/lookup", response_model=LookupResponse)
@@ -293,7 +293,7 @@ def make_tools_router(assistant: Assistant) -> APIRouter:
 
     @router.get("/documents/{doc_id:path}", response_model=None, responses=DOCUMENT_RESPONSES)
     def get_document(doc_id: str) -> dict[str, Any]:
-        doc = store.document(doc_id)
+        doc = assistant.document(doc_id)
         if doc is None:
             raise HTTPException(404, f"no document with id {doc_id!r}")
         return doc.to_dict()
