@@ -4,11 +4,13 @@ fast a fragment compiles (README, "Checking code").
     python bench/bench_check_code.py [--docs ../shared/corpus/petsc-doc] [--limit N]
         [--json OUT]
 
-Blocks: fences tagged `c`/`C`/`c++` (or a `{code-block}` of those), and untagged fences
-whose text looks like C (a `;`, a call and a PETSc name, no shell prompt). Each is checked
-as `sciknow check-code` would (a program as is, else a fragment in the harness), with no
-index (types and names from the headers). Failures are grouped by reason: why a fragment
-could not be wrapped, or the compiler's first error with names and numbers blanked.
+Blocks are those `sciknow gaps` checks (`serve/codecheck/blocks.py`): fences tagged C
+(or a `{code-block} c`), and untagged fences with a statement that calls a PETSc name.
+Each is checked as `sciknow check-code` would (a program as is, else a fragment in the
+harness), with no index (types and names from the headers). Failures are grouped by
+reason: why a fragment could not be wrapped, or the compiler's first error with names and
+numbers blanked. The wrapped blocks that do not compile are what `sciknow gaps` lists as
+candidates against this PETSc.
 """
 
 from __future__ import annotations
@@ -22,43 +24,22 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tqdm import tqdm
+
 from sciknow.config import load_config
+from sciknow.serve.codecheck.blocks import CodeBlock, code_blocks, verdict_of
 from sciknow.serve.codecheck.check import checker_for
 
-FENCE_RE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(.*)$")
-C_TAGS = {"c", "c++", "cpp", "{code-block} c", "{code-block} c++", "{code} c"}
-LOOKS_LIKE_C = re.compile(r"\b(?:Petsc|KSP|SNES|TS|Vec|Mat|PC|DM)\w*\s*\(")
 
-
-def code_blocks(path: Path) -> list[tuple[str, int, str]]:
-    """(tag, first line, text) of each fenced block of a Markdown file."""
-    blocks, lines, i = [], path.read_text(encoding="utf-8").splitlines(), 0
-    while i < len(lines):
-        match = FENCE_RE.match(lines[i])
-        if not match:
-            i += 1
-            continue
-        fence, tag, body = match.group(2), match.group(3).strip(), []
-        i += 1
-        while i < len(lines) and not lines[i].strip().startswith(fence):
-            body.append(lines[i])
-            i += 1
-        text = "\n".join(line for line in body if not line.lstrip().startswith(":"))
-        blocks.append((tag.lower(), i - len(body), text + "\n"))
-        i += 1
-    return blocks
-
-
-def c_blocks(docs: Path) -> list[tuple[str, str, str]]:
-    """(where, group, text): `tagged` C blocks and `untagged` ones that look like C."""
+def c_blocks(docs: Path, prefixes: list[str]) -> list[tuple[str, str, CodeBlock]]:
+    """(page:line, `tagged` or `untagged`, block) for each C block of the Markdown pages,
+    found as `sciknow gaps` finds them (serve/codecheck/blocks.py)."""
     found = []
     for path in sorted(docs.rglob("*.md")):
-        for tag, line, text in code_blocks(path):
-            where = f"{path.relative_to(docs)}:{line}"
-            if tag in C_TAGS:
-                found.append((where, "tagged", text))
-            elif not tag and ";" in text and LOOKS_LIKE_C.search(text) and "$ " not in text:
-                found.append((where, "untagged", text))
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for block in code_blocks(text, prefixes):
+            where = f"{path.relative_to(docs)}:{block.line}"
+            found.append((where, "tagged" if block.tagged else "untagged", block))
     return found
 
 
@@ -84,27 +65,31 @@ def main() -> int:
     args = parser.parse_args()
     config = load_config(environ={"SCIKNOW_DATA_DIR": "/nonexistent-sciknow-bench"})
     checker = checker_for(config)
-    blocks = c_blocks(Path(args.docs))[: args.limit or None]
+    blocks = c_blocks(Path(args.docs), config.profile.symbol_prefixes)[: args.limit or None]
     checker.check("PetscCall(VecDuplicate(x, &y));\n")  # warm: headers read, compiler cached
     results, times = [], []
-    for where, group, text in blocks:
+    for where, group, block in tqdm(blocks, unit="block", disable=None):
         started = time.perf_counter()
-        report = checker.check(text, "c++" if "++" in where else "c")
+        report = checker.check(block.code, block.language)
         times.append(time.perf_counter() - started)
-        results.append((where, group, report))
+        results.append((where, group, report, verdict_of(block, report).status))
     print(f"{checker.build.describe()}: {len(blocks)} C blocks")
     for group in ("tagged", "untagged"):
-        mine = [r for _, g, r in results if g == group]
+        mine = [r for _, g, r, _ in results if g == group]
         if not mine:
             continue
         compiled = sum(r.compiled for r in mine)
         wrapped = sum(not r.cannot_wrap for r in mine)
         print(f"  {group}: {len(mine)} blocks, {wrapped} wrapped, {compiled} compile")
-    failures = Counter(reason(r) for _, _, r in results if not r.compiled)
+    candidates = sum(status == "error" for *_, status in results)
+    print(f"gaps candidates (wrapped, do not compile): {candidates}")
+    failures = Counter(reason(r) for _, _, r, _ in results if not r.compiled)
     print("failures by reason:")
     for text, count in failures.most_common(15):
         print(f"  {count:4d}  {text}")
-    fragments = [r.compile_s for _, _, r in results if r.kind == "fragment" and not r.cannot_wrap]
+    fragments = [
+        r.compile_s for _, _, r, _ in results if r.kind == "fragment" and not r.cannot_wrap
+    ]
     if fragments:
         print(
             "compile time per wrapped fragment (warm): "
@@ -112,7 +97,7 @@ def main() -> int:
             f" max {max(fragments):.2f} s; whole check median {statistics.median(times):.2f} s"
         )
     if args.json:
-        rows = [{"where": w, "group": g, **r.to_dict()} for w, g, r in results]
+        rows = [{"where": w, "group": g, **r.to_dict()} for w, g, r, _ in results]
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
 

@@ -219,3 +219,14 @@ def _row(question: str, text: str, compiled: dict) -> dict:
         "cached": False, "generated": None, "metrics": metrics, "judged": {},
         "compile": compiled,
     }  # fmt: skip
+
+
+def test_a_list_of_routines_with_types_for_arguments_is_a_synopsis(checker):
+    listing = "KSPMonitorResidual(KSP, PetscInt, PetscReal, void *);\n"
+    report = checker.check(listing)
+    assert report.cannot_wrap == (
+        "it is a synopsis, not code (a type, `KSP`, where an argument belongs, line 1)"
+    )
+    assert not report.compiled and "cannot be wrapped" in report.verdict()
+    pseudo = checker.check("PetscCall(VecScale(x, 2.0 3.0));\n")  # a parse error, no type
+    assert not pseudo.cannot_wrap and not pseudo.compiled

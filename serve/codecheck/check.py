@@ -33,12 +33,19 @@ from sciknow.serve.codecheck.harness import (
 )
 from sciknow.serve.codecheck.petsc import PetscBuild, find_petsc
 from sciknow.serve.codecheck.sandbox import Limits, RunResult, run_sandboxed, sandbox_problem
-from sciknow.serve.codecheck.signatures import Signatures, header_names, index_synopsis
+from sciknow.serve.codecheck.signatures import (
+    Signatures,
+    header_names,
+    header_types,
+    index_synopsis,
+)
 from sciknow.serve.names import NameChecker
 
 CXX_LANGUAGES = {"c++", "cpp", "cxx", "cc"}
 _UNDECLARED_RE = re.compile(r"undeclared|was not declared in this scope")
 _CONSTANT_RE = re.compile(r"[A-Z][A-Z0-9]*_[A-Z0-9_]+")
+_TYPE_ARGUMENT_RE = re.compile(r"expected (?:primary-)?expression before '(\w+)'")
+_TYPE_WORDS = {"void", "const", "struct", "enum", "unsigned", "signed"}
 
 
 @dataclass
@@ -158,7 +165,38 @@ class CodeChecker:
         self, workdir: Path, code: str, cxx: bool, link: bool, report: CodeReport
     ) -> Compilation | None:
         """The compilation of the wrapped fragment, or None (report says why) when it
-        cannot be wrapped."""
+        cannot be wrapped or turns out to be a synopsis."""
+        compilation = self._wrap_and_compile(workdir, code, cxx, link, report)
+        why = self._synopsis(compilation.errors) if compilation else ""
+        if not why:
+            return compilation
+        assert compilation is not None
+        report.cannot_wrap = why
+        report.diagnostics = compilation.diagnostics
+        report.compile_s += compilation.seconds
+        return None
+
+    def _synopsis(self, errors: list[Diagnostic]) -> str:
+        """Why a fragment whose first error is a type where an argument belongs
+        (`KSPMonitorResidual(KSP, PetscInt, PetscReal, void *);`, as the docs list
+        routines) is a synopsis, or "" when it is not."""
+        first = errors[0] if errors else None
+        match = _TYPE_ARGUMENT_RE.match(first.message) if first and first.where == "code" else None
+        if first is None or match is None:
+            return ""
+        name = match.group(1)
+        if name not in _TYPE_WORDS and name not in header_types(self.build.include_dirs):
+            return ""
+        return (
+            f"it is a synopsis, not code (a type, `{name}`, where an argument belongs, "
+            f"line {first.line})"
+        )
+
+    def _wrap_and_compile(
+        self, workdir: Path, code: str, cxx: bool, link: bool, report: CodeReport
+    ) -> Compilation | None:
+        """Split, wrap and compile (twice when variables need declaring); None when the
+        fragment cannot be wrapped (report says why)."""
         try:
             fragment = split(code)
         except CannotWrap as err:
