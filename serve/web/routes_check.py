@@ -123,11 +123,11 @@ def make_check_router(assistant: Assistant, check: CheckConfig) -> APIRouter:
     """`/compile` and `/run` against `check`'s PETSc, with the assistant's index for names."""
     limit = Depends(limited(RateLimiter(check.concurrent, check.per_minute)))
     router = APIRouter(tags=["code"], dependencies=[limit])
-    retriever = assistant.retriever
+    store, profile = assistant.store, assistant.retriever.profile
 
     @functools.cache
     def checker() -> CodeChecker:
-        return build_checker(check, retriever.profile, retriever.store)
+        return build_checker(check, profile, store)
 
     def report(code: str, language: str, run: bool, np: int) -> dict[str, Any]:
         try:
