@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Required, get_args
+from typing import Any, Literal, Required
 
 from typing_extensions import TypedDict
 
@@ -131,9 +131,8 @@ FlagKind = Literal[
     "not_maintainer",  # a doc patch drawn from a thread no maintainer answered (docpatch)
     "compile",  # a code block's compile verdict (serve/codecheck)
 ]
-FLAG_KINDS: tuple[FlagKind, ...] = get_args(FlagKind)
-NAME_FLAGS: tuple[FlagKind, ...] = ("unknown_name", "removed_name")
-DOUBT_FLAGS: tuple[FlagKind, ...] = ("uncertain_span", *NAME_FLAGS)  # spans to doubt
+# The kinds that mark words a reader should doubt (front ends mark them, the eval scores them).
+DOUBT_FLAGS: tuple[FlagKind, ...] = ("uncertain_span", "unknown_name", "removed_name")
 
 
 class Flag(TypedDict, total=False):
@@ -179,7 +178,7 @@ class Citation(TypedDict):
 @dataclass
 class Answer:
     """An answer: its text with `[n]` markers, the passages they cite, the generated
-    tokens (none for quoted text), its flags, whether it abstained, and timings in ms."""
+    tokens (none for quoted text), its flags, whether it abstained, and its timings."""
 
     text: str
     citations: list[Citation] = field(default_factory=list)
