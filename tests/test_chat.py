@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,6 +139,10 @@ def test_answer_cites_and_a_citation_opens_its_source(page):
     page.tab.screenshot(path=str(SCREENSHOTS / "answer.png"))
 
 
+def test_health_names_what_answers(server):
+    assert httpx.get(f"{server}/health").json()["backend"] == "extractive"  # no model loaded
+
+
 def test_follow_up_uses_the_conversation_and_new_clears_it(page):
     page.ask("How do I select a preconditioner?")
     page.ask("and the algebraic multigrid one?")
@@ -260,9 +265,10 @@ def test_the_conversation_label_does_not_cover_the_chat(page):
 # --- in-process servers: scripted backends and an empty index ------------------------
 
 
-def scripted_chat(config, serve_app, backend, fallback: bool = True) -> str:
+def scripted_chat(config, serve_app, backend, fallback: bool = True, queue_size: int = 20) -> str:
     """The API and chat over `backend` in generative mode with the name check, served in
-    this process; `fallback` False keeps a generated answer that fails its checks."""
+    this process; `fallback` False keeps a generated answer that fails its checks; at most
+    `queue_size` questions wait."""
     from dataclasses import replace
 
     from sciknow.serve.answer import Assistant
@@ -280,7 +286,7 @@ def scripted_chat(config, serve_app, backend, fallback: bool = True) -> str:
         name_check=name_flags(retriever.store, config.profile),
     )
     app = create_app(assistant)
-    return serve_app(mount_chat(app, ["What is KSP?"], "Test assistant"))
+    return serve_app(mount_chat(app, ["What is KSP?"], "Test assistant", queue_size))
 
 
 def first_line_in_view(page: Page) -> bool:
@@ -396,6 +402,73 @@ def test_a_second_user_sees_the_queue(browser, chat_config, serve_app):
     second.wait_for_answers(1)
     first.close()
     second.close()
+
+
+def ask_over_http(url: str, question: str) -> float:
+    """Seconds `POST /ask` takes to answer `question` (not streamed)."""
+    started = time.monotonic()
+    reply = httpx.post(f"{url}/ask", json={"question": question, "stream": False}, timeout=120)
+    assert reply.status_code == 200, reply.text
+    return time.monotonic() - started
+
+
+def test_a_closed_page_stops_its_answer(browser, chat_config, serve_app):
+    """Closing the page mid-answer stops the model at once (20 s of answer were left), and
+    the next question is answered without waiting for it."""
+    backend = ScriptedBackend([f"word{i} " for i in range(400)], delay=0.05)
+    url = scripted_chat(chat_config, serve_app, backend)
+    page = Page(browser, url)
+    page.tab.fill("#sk-question textarea", KSP_QUESTION)
+    page.tab.click("#sk-send")
+    page.tab.wait_for_function(
+        "(document.querySelector('.sk-streaming') || {}).textContent?.includes('word3')",
+        timeout=WAIT_MS,
+    )
+    page.close()
+    closed = time.monotonic()
+    assert backend.closed_early.wait(timeout=10)
+    stopped_after = time.monotonic() - closed
+    backend.pieces = ["Set them with KSPSetTolerances() [1]."]
+    assert ask_over_http(url, KSP_QUESTION) < 10
+    assert stopped_after < 5, stopped_after
+
+
+def test_a_page_closed_while_its_answer_waits_gives_up_its_turn(browser, chat_config, serve_app):
+    """A question waiting for the model behind another client's answer never runs once its
+    page is closed: the model answers one call, not two."""
+    backend = ScriptedBackend([f"w{i} " for i in range(300)] + ["[1]."], delay=0.05)
+    url = scripted_chat(chat_config, serve_app, backend)
+    page = Page(browser, url)
+    body = {"question": KSP_QUESTION, "stream": True}
+    with httpx.stream("POST", f"{url}/ask", json=body, timeout=120) as holder:
+        lines = holder.iter_lines()
+        assert any(line.startswith("event: token") for line in lines)  # it holds the model
+        page.tab.fill("#sk-question textarea", KSP_QUESTION)
+        page.tab.click("#sk-send")
+        page.tab.wait_for_selector(".sk-streaming", timeout=WAIT_MS)
+        page.tab.wait_for_timeout(1000)  # its run waits for the model
+        page.close()
+        assert any(line.startswith("event: done") for line in lines)  # 15 s of answer
+    time.sleep(2)  # when a run still waiting would have started
+    assert len(backend.calls) == 1
+
+
+def test_past_the_queue_limit_a_question_is_told_to_retry(browser, chat_config, serve_app):
+    backend = ScriptedBackend([f"w{i} " for i in range(200)] + ["[1]."], delay=0.05)
+    url = scripted_chat(chat_config, serve_app, backend, queue_size=1)
+    pages = [Page(browser, url) for _ in range(3)]
+    for n, page in enumerate(pages):
+        page.tab.fill("#sk-question textarea", KSP_QUESTION)
+        page.tab.press("#sk-question textarea", "Enter")
+        if n == 0:
+            page.tab.wait_for_selector(".sk-streaming", timeout=WAIT_MS)
+        if n == 1:
+            page.tab.get_by_text("queue").first.wait_for(timeout=WAIT_MS)
+    busy = pages[2].tab.get_by_text("busy")
+    busy.first.wait_for(timeout=WAIT_MS)
+    assert "try again" in busy.first.inner_text().lower()
+    for page in pages:
+        page.close()
 
 
 def test_an_empty_index_says_to_ingest(browser, tmp_path, serve_app):

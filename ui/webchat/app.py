@@ -1,10 +1,14 @@
 """The web chat: a Gradio app mounted at `/` of the app that `sciknow serve` runs.
 
-It is a thin client of the server's one `Assistant`: it calls `assistant.stream` in this
-process under the API's generation lock, so the page and `POST /ask` share one model and
-one queue. Gradio's queue runs one answer at a time (the lock would serialize more) and
-shows a waiting user their place. Everything on the page is built by `chat_render.py`
-from escaped text.
+It is a thin client of the server's one engine (`serve/web/engine.py`): its answers run
+there like `POST /ask`'s, so the page and the API share one model and one queue. Gradio's
+queue runs one answer at a time (the engine would serialize more), shows a waiting user
+their place, and holds at most `CHAT_QUEUE_SIZE` waiting questions: past that a new one is
+refused at once with Gradio's "busy, try again" notice (503 "Queue is full" to an API
+client) rather than waiting minutes. A page closed while its answer waits or runs cancels
+that run: Gradio notices a closed page only when the handler yields, so the handler also
+yields every `TICK_S` while the answer is silent. Everything on the page is built by
+`render.py` from escaped text.
 
 A conversation lives in the page's session state as a list of turns (question, the final
 `Answer` as a dict or a notice, the settings it was asked with, its feedback row); the
@@ -19,10 +23,11 @@ the kinds the index holds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import gradio as gr
@@ -30,8 +35,9 @@ from fastapi import FastAPI
 
 from sciknow.index.store import Filters
 from sciknow.records import KINDS
-from sciknow.serve.answer import Assistant
+from sciknow.serve.answer import Event
 from sciknow.serve.web.api import NOTHING_INDEXED, is_empty
+from sciknow.serve.web.engine import Engine
 from sciknow.serve.web.feedback import Feedback, FeedbackStore, server_of
 from sciknow.ui.api_client import MAX_QUESTION_CHARS
 from sciknow.ui.webchat import render
@@ -40,6 +46,11 @@ log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 5  # earlier exchanges given to the assistant with a follow-up
 STREAM_EVERY_S = 0.05  # redraw the growing answer at most this often (the first token at once)
+TICK_S = 0.5  # a silent answer yields this often, so a closed page or Stop is noticed
+# Questions waiting for the model, all pages together: at an answer every few seconds the
+# last of 20 waits about a minute; more would wait longer than people do.
+CHAT_QUEUE_SIZE = 20
+_END = object()  # the end of an answer's events
 OFFICIAL = {"all": None, "yes": True, "no": False}
 MODE_LABELS = {
     "extractive": "quoted from the sources (extractive)",
@@ -186,12 +197,31 @@ def _history(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
     return history
 
 
-class ChatApp:
-    """The chat's event handlers over one assistant, its lock and the feedback store."""
+async def _ticking(events: AsyncIterator[Event], every: float) -> AsyncIterator[Event | None]:
+    """`events`, with a None after each `every` seconds without one (see the module
+    docstring: an answer waiting for the model or quoting passages can be silent long)."""
+    step = asyncio.ensure_future(anext(events, _END))
+    try:
+        while True:
+            done, _ = await asyncio.wait({step}, timeout=every)
+            if not done:
+                yield None
+                continue
+            event = step.result()
+            if event is _END:
+                return
+            yield event
+            step = asyncio.ensure_future(anext(events, _END))
+    finally:
+        step.cancel()  # the page went: Engine.events, interrupted, cancels the run
 
-    def __init__(self, assistant: Assistant, lock: threading.Lock, feedback: FeedbackStore) -> None:
-        self.assistant = assistant
-        self.lock = lock
+
+class ChatApp:
+    """The chat's event handlers over the engine and the feedback store."""
+
+    def __init__(self, engine: Engine, feedback: FeedbackStore) -> None:
+        self.engine = engine
+        self.assistant = engine.assistant
         self.feedback = feedback
         self._stops: dict[str, threading.Event] = {}  # per browser session
 
@@ -224,7 +254,7 @@ class ChatApp:
         if stop is not None:
             stop.set()
 
-    def respond(
+    async def respond(
         self,
         question: str,
         turns: list[dict[str, Any]],
@@ -233,15 +263,17 @@ class ChatApp:
         official: str,
         k: int,
         request: gr.Request,
-    ) -> Iterator[tuple[Any, ...]]:
+    ) -> AsyncIterator[tuple[Any, ...]]:
         """Stream one answer into the chat: yields (textbox, chat window, turns, note)."""
         stop = self._stops.setdefault(request.session_hash, threading.Event())
         try:
-            yield from self._respond(question.strip(), turns, show_flags, kinds, official, k, stop)
+            updates = self._respond(question.strip(), turns, show_flags, kinds, official, k, stop)
+            async for update in updates:
+                yield update
         finally:
             self._stops.pop(request.session_hash, None)
 
-    def _respond(
+    async def _respond(
         self,
         question: str,
         turns: list[dict[str, Any]],
@@ -250,7 +282,7 @@ class ChatApp:
         official: str,
         k: int,
         stop: threading.Event,
-    ) -> Iterator[tuple[Any, ...]]:
+    ) -> AsyncIterator[tuple[Any, ...]]:
         if not question:
             yield gr.skip(), gr.skip(), gr.skip(), COUNT
             return
@@ -273,51 +305,61 @@ class ChatApp:
         if is_empty(self.assistant):
             turn["html"] = render.notice_html(NOTHING_INDEXED)
         else:
-            for _ in self._answer(turn, stop):
-                yield "", _messages(turns), turns, gr.skip()
+            async for changed in self._answer(turn, stop):
+                if changed:
+                    yield "", _messages(turns), turns, gr.skip()
+                else:  # a tick: nothing new to draw
+                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
         if turn["answer"] is not None:
             number = len(turns) - 1
             turn["html"] = render.answer_html(turn["answer"], number, show_flags, turn["mode"])
         yield "", _messages(turns), turns, gr.skip()
 
-    def _answer(self, turn: dict[str, Any], stop: threading.Event) -> Iterator[None]:
-        """Run the assistant for `turn`, updating it in place; yields when it changed."""
+    async def _answer(self, turn: dict[str, Any], stop: threading.Event) -> AsyncIterator[bool]:
+        """Run the answer for `turn` on the engine, updating `turn` in place; yields True
+        when it changed, False on a tick. However this ends (the answer done, Stop, the page
+        closed, a failure), the run is cancelled, so the model never works for nobody."""
         settings = turn["settings"]
         filters = Filters(kinds=tuple(settings["kinds"]), official=OFFICIAL[settings["official"]])
         text, shown = "", 0.0
         if stop.is_set():  # stopped while waiting in the queue
             turn["html"] = render.stopped_html("")
             return
-        with self.lock:
-            stream = self.assistant.stream(
-                turn["question"], turn["history"], settings["k"], filters, settings["flags"]
+        options = {
+            "history": turn["history"],
+            "k": settings["k"],
+            "filters": filters,
+            "flags": settings["flags"],
+        }
+        run = self.engine.start(turn["question"], options)
+        try:
+            async for event in _ticking(self.engine.events(run), TICK_S):
+                if stop.is_set():
+                    turn["html"] = render.stopped_html(text)
+                    return
+                if event is None:
+                    yield False
+                elif event.kind == "reset":
+                    text = ""  # the replacement follows; the final answer is the truth
+                elif event.token is not None:
+                    text += event.token.text
+                    if not shown or time.monotonic() - shown >= STREAM_EVERY_S:
+                        turn["html"] = render.streaming_html(text)
+                        shown = time.monotonic()
+                        yield True
+                elif event.answer is not None:
+                    answer = event.answer.to_dict()
+                    answer.pop("tokens", None)
+                    turn["answer"] = answer
+        except Exception as err:  # a model or vLLM failure ends this answer, not the server
+            log.exception("answer failed")
+            turn["html"] = render.notice_html(
+                f"The answer failed ({type(err).__name__}: {err}). The server is still "
+                "running: try again, or tell whoever runs it.",
+                "error",
             )
-            try:
-                for event in stream:
-                    if stop.is_set():
-                        turn["html"] = render.stopped_html(text)
-                        return
-                    if event.kind == "reset":
-                        text = ""  # the replacement follows; the final answer is the truth
-                    elif event.token is not None:
-                        text += event.token.text
-                        if not shown or time.monotonic() - shown >= STREAM_EVERY_S:
-                            turn["html"] = render.streaming_html(text)
-                            shown = time.monotonic()
-                            yield
-                    elif event.answer is not None:
-                        answer = event.answer.to_dict()
-                        answer.pop("tokens")
-                        turn["answer"] = answer
-            except Exception as err:  # a model or vLLM failure ends this answer, not the server
-                log.exception("answer failed")
-                turn["html"] = render.notice_html(
-                    f"The answer failed ({type(err).__name__}: {err}). The server is still "
-                    "running: try again, or tell whoever runs it.",
-                    "error",
-                )
-            finally:
-                stream.close()
+        finally:
+            run.cancel()
 
     def vote(self, turns: list[dict[str, Any]], data: gr.LikeData) -> tuple[Any, ...]:
         """Record a thumbs up or down (a second click withdraws it); offer a comment box."""
@@ -367,14 +409,11 @@ def _example(data: gr.SelectData) -> str:
 
 
 def build_chat(
-    assistant: Assistant,
-    lock: threading.Lock,
-    feedback: FeedbackStore,
-    examples: list[str],
-    title: str,
+    engine: Engine, feedback: FeedbackStore, examples: list[str], title: str
 ) -> gr.Blocks:
     """The chat page; `examples` are shown on an empty chat."""
-    chat = ChatApp(assistant, lock, feedback)
+    chat = ChatApp(engine, feedback)
+    assistant = engine.assistant
     with gr.Blocks(title=title, analytics_enabled=False) as page:
         gr.Markdown(f"## {render.escape(title)}")
         status = gr.Markdown(elem_id="sk-status")
@@ -471,12 +510,13 @@ def build_chat(
     return page
 
 
-def mount_chat(app: FastAPI, examples: list[str], title: str) -> FastAPI:
-    """Mount the chat at `/` of an app made by `serve.api.create_app` (after its routes)."""
-    page = build_chat(
-        app.state.assistant, app.state.generation_lock, app.state.feedback, examples, title
-    )
-    page.queue(default_concurrency_limit=1)
+def mount_chat(
+    app: FastAPI, examples: list[str], title: str, queue_size: int = CHAT_QUEUE_SIZE
+) -> FastAPI:
+    """Mount the chat at `/` of an app made by `serve.api.create_app` (after its routes);
+    at most `queue_size` questions wait for an answer."""
+    page = build_chat(app.state.engine, app.state.feedback, examples, title)
+    page.queue(default_concurrency_limit=1, max_size=queue_size)
     return gr.mount_gradio_app(
         app,
         page,
