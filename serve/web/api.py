@@ -157,7 +157,8 @@ def create_app(
             "status": "stalled" if stalled else status,
             "documents": stats["documents"],
             "chunks": stats["chunks"],
-            "backend": assistant.backend.name,
+            # what answers: an extractive server quotes passages and loads no model
+            "backend": "extractive" if assistant.mode == "extractive" else assistant.backend.name,
         }
         if stalled:
             report["detail"] = f"the answer in progress has been silent for {stalled:.0f} s"
