@@ -34,7 +34,7 @@ from discord.webhook.async_ import async_context
 from support.backends import ScriptedBackend
 
 from sciknow.config import ConfigError, DiscordConfig, load_config
-from sciknow.ui.api_client import ApiClient, ApiError, sse_events
+from sciknow.ui.api_client import MAX_QUESTION_CHARS, ApiClient, ApiError, sse_events
 from sciknow.ui.discordbot.handlers import (
     API_DOWN,
     API_SLOW,
@@ -781,6 +781,35 @@ async def test_a_slow_api_times_out_with_a_notice(world, api):
     await asyncio.sleep(1.2)  # let the server finish the abandoned answer
 
 
+LONG_QUESTION = ("How do I set the tolerances? " + "Here is my whole log. " * 100).strip()
+
+
+@pytest.mark.asyncio
+async def test_a_question_over_the_limit_is_refused_with_the_limit_not_cut(world):
+    assert len(LONG_QUESTION) > MAX_QUESTION_CHARS
+    world.bot.limiter.per_minute = 1
+    asked = await dpytest.message(world.mention(LONG_QUESTION), channel=world.help)
+    refusal = world.posted(world.help)[-1]
+    assert refusal == (
+        f"⚠️ Your question has {len(LONG_QUESTION):,} characters, and questions are limited "
+        "to 2,000. Please shorten it and ask again."
+    )
+    assert world.bot.api.asked == [] and not world.help.threads and not asked.reactions
+    await dpytest.message(world.mention("How do I install?"), channel=world.help)
+    assert len(world.bot.api.asked) == 1  # the refused one did not count toward the limit
+
+
+@pytest.mark.asyncio
+async def test_the_api_client_refuses_a_long_question_before_sending_it():
+    client = ApiClient("http://127.0.0.1:9", timeout=5)  # nothing listens there
+    try:
+        with pytest.raises(ApiError, match="has 2,001 characters; the API accepts at most 2,000"):
+            async for _ in client.ask("x" * 2001, []):
+                pass
+    finally:
+        await client.aclose()
+
+
 @pytest.mark.asyncio
 async def test_direct_messages_only_when_allowed(world):
     dm = await world.alice.create_dm()
@@ -824,6 +853,20 @@ async def test_slash_commands_are_registered(world):
     assert set(commands) == {"ask"}  # no /patch: sciknow serve drafts none
     assert commands["ask"]["options"][0]["name"] == "question"
     assert commands["ask"]["options"][0]["required"] is True
+
+
+@pytest.mark.asyncio
+async def test_slash_ask_carries_the_limit_and_refuses_a_longer_question(world):
+    (option,) = {c["name"]: c for c in world.discord.synced}["ask"]["options"]
+    assert option["max_length"] == MAX_QUESTION_CHARS  # Discord's own box refuses first
+    await world.discord.dispatch(
+        world.discord.interaction(2, world.help, world.alice, ask_command(LONG_QUESTION))
+    )
+    (refusal,) = world.discord.responses
+    assert refusal["ephemeral"] and refusal["content"].startswith(
+        f"⚠️ Your question has {len(LONG_QUESTION):,} characters"
+    )
+    assert world.bot.api.asked == [] and not world.help.threads
 
 
 @pytest.mark.asyncio

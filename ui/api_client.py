@@ -152,9 +152,16 @@ class ApiClient:
     async def ask(
         self, question: str, history: list[dict[str, str]], flags: bool = False
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """The `/ask` stream: `token`, `reset`, `answer`, `error` and `done` events."""
+        """The `/ask` stream: `token`, `reset`, `answer`, `error` and `done` events. A question
+        over the API's limit is refused here, before any request, never cut."""
+        if len(question) > MAX_QUESTION_CHARS:
+            raise ApiError(
+                f"the question has {len(question):,} characters; the API accepts at most "
+                f"{MAX_QUESTION_CHARS:,}",
+                status=422,
+            )
         body = {
-            "question": question[:MAX_QUESTION_CHARS],
+            "question": question,
             "history": history,
             "flags": flags,
             "stream": True,

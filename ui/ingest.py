@@ -4,6 +4,8 @@
 
 With locations, each is ingested as the source kind it looks like; without, the
 sources configured in `sciknow.toml`. Only what changed since the last ingest is read.
+A location that no `[[sources]]` entry declares is unofficial and gets no links invented
+for it (`ingest/registry.py`); declare it to make it official or give it a `base_url`.
 """
 
 from __future__ import annotations

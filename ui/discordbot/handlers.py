@@ -18,6 +18,10 @@ It is a client of `sciknow serve` (`api_client.py`) and holds no model or index.
   to is kept in memory for the last `REMEMBERED` answers.
 - Failures (API down, slow, busy) give a short notice where the answer would have been;
   details go to the log and the bot keeps running.
+- A question over the API's limit (2,000 characters) is refused with the limit, never cut:
+  a reply to the message, a note in a forum post, an ephemeral answer to `/ask` (whose
+  option also carries the limit, so Discord's own box refuses it first). A refused
+  question does not count toward the user's rate limit.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ RATE_LIMITED = (
     "{seconds:.0f} s before the next one."
 )
 EMPTY_QUESTION = "⚠️ Ask me a question after the mention, for example: how do I set KSP tolerances?"
+TOO_LONG = (
+    "⚠️ Your question has {n:,} characters, and questions are limited to {limit:,}. "
+    "Please shorten it and ask again."
+)
 DMS_OFF = "⚠️ Direct messages are turned off for this bot; please ask in the server's channels."
 WRONG_CHANNEL = "I only answer in the channels this server set up for me."
 REWRITING = "-# The first draft failed its checks; quoting the documentation instead…"
@@ -260,7 +268,10 @@ class SciknowBot(discord.Client):
     def _add_commands(self) -> None:
         @self.tree.command(name="ask", description="Ask a question about the documentation")
         @app_commands.describe(question="your question")
-        async def ask(interaction: discord.Interaction, question: str) -> None:
+        async def ask(
+            interaction: discord.Interaction,
+            question: app_commands.Range[str, 1, MAX_QUESTION_CHARS],
+        ) -> None:
             await self.on_ask(interaction, question)
 
     async def setup_hook(self) -> None:
@@ -317,6 +328,9 @@ class SciknowBot(discord.Client):
         if not question:
             await message.reply(EMPTY_QUESTION, mention_author=False)
             return
+        if refusal := too_long(question):
+            await message.reply(refusal, mention_author=False)
+            return
         if not await self._within_limit(message.author.id, message.reply):
             return
         if route == "channel":
@@ -344,7 +358,9 @@ class SciknowBot(discord.Client):
         if starter is None or starter.author.bot:
             return
         question = f"{thread.name}\n\n{strip_mentions(starter.content)}".strip()
-        if await self._within_limit(starter.author.id, thread.send):
+        if refusal := too_long(question):
+            await thread.send(refusal)
+        elif await self._within_limit(starter.author.id, thread.send):
             await self.answer(thread, question, [], "discord:forum", starter)
 
     async def _within_limit(self, user_id: int, reply: Callable[..., Awaitable[Any]]) -> bool:
@@ -416,7 +432,6 @@ class SciknowBot(discord.Client):
         asked: discord.Message | None = None,
     ) -> None:
         """Ask the API and post the answer in `channel`; `asked` wears 🤔 meanwhile."""
-        question = question[:MAX_QUESTION_CHARS]
         exchange = Exchange(question, history, client)
         await _react(asked, add=True, me=self.user)
         draft = Draft(channel, self.settings.stream_edit_s, self.clock)
@@ -494,6 +509,9 @@ class SciknowBot(discord.Client):
         if interaction.guild is not None and not self.allowed(channel):
             await interaction.response.send_message(WRONG_CHANNEL, ephemeral=True)
             return
+        if refusal := too_long(question):
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
         wait = self.limiter.wait(interaction.user.id)
         if wait:
             text = RATE_LIMITED.format(count=self.limiter.per_minute, seconds=max(1, wait))
@@ -568,11 +586,20 @@ class SciknowBot(discord.Client):
             exchange.escalated = True
 
 
+def too_long(question: str) -> str:
+    """The refusal of a question over the API's limit; empty when it fits."""
+    if len(question) <= MAX_QUESTION_CHARS:
+        return ""
+    return TOO_LONG.format(n=len(question), limit=MAX_QUESTION_CHARS)
+
+
 def _failure_notice(err: Exception) -> str:
     if isinstance(err, TimeoutError):
         return API_SLOW
     if isinstance(err, ApiError) and err.retry_after is not None:
         return API_BUSY.format(seconds=err.retry_after)
+    if isinstance(err, ApiError) and err.status == 422:  # the question itself was refused
+        return f"⚠️ The question was refused: {err}."
     return API_DOWN
 
 
