@@ -524,9 +524,9 @@ class Session:
             row["metrics"] = score(row, question, checker, profile.symbol_prefixes, self.units)
             row["judged"] = self._judged(key, row, question)
             if self.code is not None:
-                checker, verdicts = self.code
+                compiler, verdicts = self.code
                 row["compile"] = compile_verdicts(
-                    checker, verdicts, shown_content(row), profile.symbol_prefixes
+                    compiler, verdicts, shown_content(row), profile.symbol_prefixes
                 )
             rows.append(row)
             bar.set_postfix(cached=sum(r["cached"] for r in rows))

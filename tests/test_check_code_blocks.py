@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.pages import write_docs
 
 from sciknow.config import SourceConfig, load_config
 from sciknow.eval.answer_report import markdown_report
-from sciknow.eval.answers import RunSpec, compile_verdicts, summarize
+from sciknow.eval.answers import AnswerRequest, RunSpec, compile_verdicts, run, summarize
+from sciknow.eval.metrics import mean
 from sciknow.index.factory import open_store
 from sciknow.serve.codecheck.blocks import (
     CACHE_FILE,
@@ -230,3 +232,45 @@ def test_a_list_of_routines_with_types_for_arguments_is_a_synopsis(checker):
     assert not report.compiled and "cannot be wrapped" in report.verdict()
     pseudo = checker.check("PetscCall(VecScale(x, 2.0 3.0));\n")  # a parse error, no type
     assert not pseudo.cannot_wrap and not pseudo.compiled
+
+
+VEC_PAGE = """# Vectors
+
+## Duplicating a vector
+
+To duplicate a vector and copy its values, call VecDuplicate and VecCopy:
+
+```c
+PetscCall(VecDuplicate(x, &y));
+PetscCall(VecCopy(x, y));
+```
+"""
+
+
+def test_eval_answers_compile_end_to_end(checker, tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs")
+    (docs / "manual" / "vec.md").write_text(VEC_PAGE)
+    dataset = tmp_path / "set.jsonl"
+    questions = [
+        {"id": "v", "question": "How do I duplicate a vector with VecDuplicate?", "answer": ""},
+        {"id": "i", "question": "How do I run configure?", "answer": "Run ./configure."},
+    ]
+    dataset.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    config = load_config(environ={"SCIKNOW_DATA_DIR": str(tmp_path / "data")})
+    request = AnswerRequest(
+        dataset=dataset, corpus=docs, pipelines=["default"], modes=["extractive"],
+        out=tmp_path / "out", cache=tmp_path / "cache", compile=True,
+    )  # fmt: skip
+    report = run(request, config, embedder)
+    assert report["settings"]["compile"] and report["petsc"].startswith("PETSc 3.")
+    rows = {row["id"]: row for row in report["runs"][0]["per_question"]}
+    vec = rows["v"]["compile"]
+    assert "VecDuplicate(x, &y)" in rows["v"]["text"], rows["v"]["text"]
+    assert vec["compiles"] is True and [b["status"] for b in vec["blocks"]] == ["compiles"]
+    with_code = [r for r in rows.values() if r["compile"]["blocks"]]
+    summary = report["runs"][0]
+    assert summary["code_answers"] == len(with_code) and summary["no_code_answers"] == 2 - len(
+        with_code
+    )
+    assert summary["code_compiles"] == mean(float(r["compile"]["compiles"]) for r in with_code)
+    assert (tmp_path / "data" / CACHE_FILE).is_file()
