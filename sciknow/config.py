@@ -161,7 +161,7 @@ class AnswerConfig:
     # Between min_relevance and this cosine the passages must also use min_support of
     # the question's terms, or the assistant abstains (serve/relevance.py).
     unsupported_relevance: float = 0.42
-    min_support: float = 0.4
+    min_support: float = 0.2
     # "extractive": cited sentences, list items and code from the passages; "generative":
     # the model writes; "auto": extractive when `models.size` is small (README, "Answers").
     mode: str = "auto"
