@@ -1,5 +1,5 @@
 """How many C code blocks of the PETSc docs compile against the installed PETSc, and how
-fast a fragment compiles (README, "Checking code").
+fast a fragment compiles (docs/design.md, "Checking code").
 
     python bench/bench_check_code.py [--docs ../shared/corpus/petsc-doc] [--limit N]
         [--json OUT]

@@ -1,4 +1,5 @@
-"""Ingest and search benchmarks, embedder runtimes side by side (run by hand; README "Speed").
+"""Ingest and search benchmarks, embedder runtimes side by side (run by hand;
+docs/measurements.md, "Speed").
 
     python bench/bench_ingest.py --docs ../shared/corpus/petsc-doc [--backends torch,openvino]
         [--git /path/to/petsc] [--search-runs 7] [--keep DIR]

@@ -1,4 +1,5 @@
-"""MCP round trips against in-process calls (run by hand; figures go in the README).
+"""MCP round trips against in-process calls (run by hand; figures go in
+docs/operations.md, "MCP server (coding agents)").
 
     python bench/bench_mcp.py [--data-dir DIR] [--questions ../shared/eval/faq_dev.jsonl]
 

@@ -1,4 +1,5 @@
-"""Vector-store search at scale on synthetic chunks (run by hand; README "Scaling out").
+"""Vector-store search at scale on synthetic chunks (run by hand; docs/operations.md,
+"The index on Milvus").
 
     python bench/bench_store.py [--n 1000000] [--milvus-n N] [--dim 384] [--queries 200]
         [--k 60] [--threads 1] [--build-threads 2]
