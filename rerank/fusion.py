@@ -2,7 +2,7 @@
 
 Reciprocal rank fusion needs no score calibration between dense cosine, BM25 and
 symbol counts, so each retriever only contributes its order, scaled by a weight
-tuned on the dev set (README, "Retrieval quality").
+tuned on the dev set (docs/measurements.md, "Retrieval quality").
 
 The symbol ranking is what makes a question naming `MatZeroRowsColumns` or
 `-pc_factor_mat_ordering_type` surface the page that defines it: chunks are
@@ -69,7 +69,8 @@ class SymbolFeedback:
     names something, that name's vote counts only `repeat` (0 to 1) times in the passages
     still waiting: the next slot goes to a passage that adds names, not to a fourth one that
     repeats the first's (0.5 lifted held-out symbol recall@8 by 2 points on the docs
-    and 4.5 on the whole repository, README; 1 is plain support ordering).
+    and 4.5 on the whole repository, docs/measurements.md, "Retrieval quality"; 1 is plain
+    support ordering).
 
     The first `keep` candidates stay where fusion put them: when the question matches
     a section almost word for word (its FAQ entry, its man page), that section must

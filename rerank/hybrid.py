@@ -7,7 +7,7 @@ reciprocal rank fusion merges the three; a cross-encoder or the LLM may then
 reorder the fused top candidates, and the diversity stage spends the final `k`
 slots on distinct passages. Which stages run, and their weights, come from
 `RetrievalConfig`; the defaults are the best setup measured offline on 2 cores
-(README, "Retrieval quality").
+(docs/measurements.md, "Retrieval quality").
 """
 
 from __future__ import annotations

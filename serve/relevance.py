@@ -16,7 +16,7 @@ assembly fast?" over a page that says "Preallocate ... for speed" shares one wor
 four, while the dev questions in the band share half or more. A passage that matches a
 library name the question types is always relevant.
 
-Measured (docs/measurements.md, "Answers that lead with the answer"): on
+Measured (docs/measurements.md, "Answers that lead with the answer (this round)"): on
 `eval/offtopic.jsonl` (32 questions the corpus does not cover) the floor alone abstained
 on 27, with the words on 29; no dev question abstains either way.
 """
