@@ -1,6 +1,6 @@
 """Extractive answers: the retrieved passages' own sentences, items, rows and code, cited.
 
-A 135M model cannot write answers people can rely on (README, "Answers"), so on the
+A 135M model cannot write answers people can rely on (docs/design.md, "Answers"), so on the
 embedded default the answer is composed from the evidence, around what the question asks
 (ARCHITECTURE.md, "The answer"):
 

@@ -1,7 +1,7 @@
 """Guards on generated text: stop a loop while it streams, judge the answer when it ends.
 
 On 2 cores the embedded SmolLM2 printed "The answer to your question is:" thirteen
-times, and a run of zeros, citing nothing (README, "Answers"). Two checks catch that:
+times, and a run of zeros, citing nothing (docs/design.md, "Answers"). Two checks catch that:
 
 - While streaming, `LoopDetector` sees the text so far; a line repeated three times, or
   a stretch of words that repeats back to back (`x y x y x y ...`, at least

@@ -1,6 +1,6 @@
 """Doc patches: move what maintainers explain in mail, issues and chat into the reviewed docs.
 
-The workflow (README, "Doc patches and the gaps report"):
+The workflow (docs/design.md, "Doc patches and the gaps report"):
 
 1. `sources.py`: the knowledge to move: a question with its answer, a thread or issue in the
    index, or a gap of `gaps.py`'s report.

@@ -69,7 +69,7 @@ class HeaderDeadline(H11Protocol):
 
 
 def uvicorn_options(settings: ServeConfig) -> dict[str, Any]:
-    """uvicorn's settings for `sciknow serve` (README, "Running it for a team")."""
+    """uvicorn's settings for `sciknow serve` (docs/operations.md, "Running it for a team")."""
     protocol = type(
         "HeaderDeadline", (HeaderDeadline,), {"header_timeout_s": settings.header_timeout_s}
     )
