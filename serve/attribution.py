@@ -44,7 +44,7 @@ those of the candidate set, renormalized (they tend to the exact ones as ε → 
 computed as 1 − Σ_C p, so it is certified up to the backend's float precision (~1e-7 for
 float32 models); it is exactly 0 only when C is the whole vocabulary (`vocab_size`).
 On SmolLM2-135M the tails are heavy (K for ε ≤ 1e-3 is 79 to 27,000) and e^N tiny, so
-certified widths stay in the hundreds of nats at any affordable K (bench_attribution.py).
+certified widths stay in the hundreds of nats at any affordable K (bench/bench_attribution.py).
 
 Estimate (the reported `loga`; `samples` > 0): the bound cannot be narrow, so the value is
 estimated instead. The exact set E (the top-K and s_μ, as above) is summed exactly; the other

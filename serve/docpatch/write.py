@@ -1,7 +1,7 @@
 """The new text of a doc patch: assembled from the evidence, or written by a capable model.
 
 Assembled (the embedded default, whose 135M model cannot write reliable prose): the answer
-is cut into units by `segment.py` (mail quotes, greetings and signatures left out),
+is cut into units by `serve/segment.py` (mail quotes, greetings and signatures left out),
 sign-off lines, small talk ("Let me know if ...") and anything holding an address
 placeholder are dropped, a long answer is cut to the units closest to the question by the
 extractive answerer's selection, and the rest is rendered in its original order
@@ -43,7 +43,7 @@ _PROTECTED_RE = re.compile(
 )
 _URL_RE = re.compile(r"(?<![<(])https?://[^\s<>()\[\]`]+[^\s<>()\[\]`.,;:!?'\"]")
 _SIGN_OFF_RE = re.compile(r"^[\w.'-]+(?: [\w.'-]+){0,2}$")
-# Mail small talk that has no place in the docs (the greeting lines go in `segment.py`).
+# Mail small talk that has no place in the docs (the greeting lines go in `serve/segment.py`).
 _CHATTER_RE = re.compile(
     r"^(let (me|us) know|hope (this|that|it) helps|good luck|feel free|thanks?\b|thank you)",
     re.IGNORECASE,
@@ -214,7 +214,7 @@ def _unwrap(text: str) -> str:
 def _uncertain(
     backend: Backend, messages: list[dict[str, str]], tokens: list[GenToken], text: str
 ) -> list[Flag]:
-    """Uncertain spans of the generated text (`flags.py`); support is not computed."""
+    """Uncertain spans of the generated text (`serve/flags.py`); support is not computed."""
     try:
         flags = answer_flags(backend, messages, tokens, text, (), FlagSettings())
     except BackendError as err:
