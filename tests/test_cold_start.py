@@ -1,7 +1,8 @@
 """The query path starts fast: `sciknow --help`, `search`, `stats` and `verify` never import
 torch, transformers, sentence-transformers or a front end's framework when the embedder
-runtime does not need them (README, "Speed"). Each runs as the installed console script in
-a fresh process; Python's own import log (PYTHONPROFILEIMPORTTIME) says what it loaded.
+runtime does not need them (docs/measurements.md, "Speed"). Each runs as the installed
+console script in a fresh process; Python's own import log (PYTHONPROFILEIMPORTTIME) says
+what it loaded.
 
 And the first run is quiet: the first ingest on a machine, with an empty model cache,
 prints sciknow's own lines only, not the warnings and bars of the one-time export."""

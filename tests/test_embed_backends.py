@@ -92,7 +92,7 @@ def test_export_is_offline_once_and_reused_without_torch(tmp_path, torch_vectors
     [
         ("openvino", "none", "+openvino-", 0.999, 0.9999),  # bfloat16 where the CPU has it
         # Dynamic int8 quantizes activations with one scale per batch, so a text's vector
-        # depends on its batch mates: lossier, and not the default (README, "Speed").
+        # depends on its batch mates: lossier, and not the default (docs/measurements.md, "Speed").
         ("onnx", "int8", "+onnx-int8", 0.95, 0.97),
     ],
 )

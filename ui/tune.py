@@ -1,5 +1,5 @@
-"""`sciknow tune`: fine-tune the embedder and train a reranker from the index (README,
-"Retrieval that learns the library").
+"""`sciknow tune`: fine-tune the embedder and train a reranker from the index
+(docs/measurements.md, "Retrieval that learns the library (`sciknow tune`)").
 
     sciknow tune [--out DIR] [--max-pairs N] [--epochs N] [--exclude-path PREFIX ...]
                  [--holdout JSONL ...] [--seed S] [--no-reranker] [--reranker-layers L]
