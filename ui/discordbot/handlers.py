@@ -1,7 +1,7 @@
 """The Discord bot itself: when it answers, where, and the buttons under each answer.
 
-It is a client of `sciknow serve` (`api_client.py`) and holds no model or index. Rules
-(README, "Discord bot"):
+It is a client of `sciknow serve` (`ui/api_client.py`) and holds no model or index. Rules
+(docs/operations.md, "Discord bot"):
 
 - It answers a mention, `/ask`, and any reply in a thread it created; only in the
   channels of `[discord] channels` (and their threads); never bots or webhooks; DMs only

@@ -1,4 +1,4 @@
-"""Discord text for the bot (`discord_bot.py`): message splitting, sources, flags, history.
+"""Discord text for the bot (`handlers.py`): message splitting, sources, flags, history.
 
 Pure functions over strings and the API's JSON, so every rule is unit-tested without
 Discord. Discord's limits shape them: 2,000 characters a message, 100 a thread name,

@@ -424,7 +424,7 @@ def build_chat(
             elem_id="sk-chat",
             height=560,
             autoscroll=False,  # the page's script scrolls a new question to the top instead
-            render_markdown=False,  # contents are HTML built by chat_render (sanitized again)
+            render_markdown=False,  # contents are HTML built by render.py (sanitized again)
             sanitize_html=True,
             buttons=[],  # each answer has its own copy button (answer text, not HTML)
             feedback_options=("Like", "Dislike"),
