@@ -59,6 +59,7 @@ class BlockVerdict:
     diagnostic: dict[str, Any] | None = None  # the first error; its `line` in the text
     reason: str = ""  # cannot-wrap: why
     petsc: str = ""  # the PETSc compiled against
+    compile_s: float = 0.0  # the compiler's time (0: never ran, e.g. a synopsis)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,7 +121,14 @@ def verdict_of(block: CodeBlock, report: CodeReport) -> BlockVerdict:
     if diagnostic and diagnostic["line"]:  # "line 2: ..." of the block reads as the text's
         verdict = verdict.replace(f"line {first[0].line}:", f"line {diagnostic['line']}:", 1)
     return BlockVerdict(
-        block.line, block.language, status, verdict, diagnostic, report.cannot_wrap, report.petsc
+        block.line,
+        block.language,
+        status,
+        verdict,
+        diagnostic,
+        report.cannot_wrap,
+        report.petsc,
+        round(report.compile_s, 3),
     )
 
 
