@@ -428,6 +428,7 @@ class CheckConfig:
     concurrent: int = 2  # POST /compile and /run one client address may have in flight
     per_minute: int = 20  # POST /compile and /run one client address may start in 60 s
     gaps_blocks: int = 100  # docs code blocks `sciknow gaps` compiles per run; 0: none
+    answers: bool = True  # compile each C block of an answer, as a `compile` flag
 
     def __post_init__(self) -> None:
         sizes = [self.cpu_s, self.memory_mb, self.processes, self.output_bytes, self.tmp_mb]
