@@ -144,7 +144,10 @@ class Flag(TypedDict, total=False):
     two-sided probability in an uncertain span; `suggestions`: close or replacing names;
     `passage`, `sentence` (None: the whole answer) and `log_ratio`: a support flag's
     passage number, sentence index and log P(with) − log P(without); `reason`: one line
-    a person reads (every kind but support).
+    a person reads (every kind but support). A compile flag spans one C block's code
+    lines: `status` is "compiles", "error" or "cannot-wrap" (not checked), `line` the
+    block's first code line in the answer, `reason` the verdict with the first error's
+    line in the answer, `suggestions` names for an unknown one (serve/compile_flags.py).
     """
 
     type: Required[FlagKind]
@@ -157,6 +160,8 @@ class Flag(TypedDict, total=False):
     passage: int
     sentence: int | None
     log_ratio: float
+    status: Literal["compiles", "error", "cannot-wrap"]
+    line: int
 
 
 class Citation(TypedDict):

@@ -34,6 +34,7 @@ from sciknow.records import Answer, Citation, Document, Evidence, Flag, TokenInf
 from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.backends.base import Backend, GenToken, Message
 from sciknow.serve.citations import check_citations, citation_records, passage_record
+from sciknow.serve.compile_flags import CompileCheck
 from sciknow.serve.extractive import Extractor
 from sciknow.serve.flags import answer_flags
 from sciknow.serve.guard import END_MARKERS, LoopDetector, cut_at_end_marker, problems
@@ -101,7 +102,8 @@ class Assistant:
     """Answers questions from the index with one shared backend.
 
     `mode` is "extractive" or "generative" (see `resolve_mode`); `name_check`, when
-    given, returns the library names of a text that exist nowhere in the index, as flags.
+    given, returns the library names of a text that exist nowhere in the index, as flags;
+    `compile_check`, when given, the compile verdict of each C block of a text, as flags.
     Front ends ask it what the index holds (`stats`, `document`, `generation`) rather than
     reaching into the retriever; `store` is there for the agent tools' exact lookups.
     """
@@ -114,6 +116,7 @@ class Assistant:
         library: str = "PETSc",
         mode: str = "generative",
         name_check: NameCheck | None = None,
+        compile_check: CompileCheck | None = None,
     ) -> None:
         self.retriever = retriever
         self.backend = backend
@@ -121,6 +124,7 @@ class Assistant:
         self.library = library
         self.mode = mode
         self.name_check = name_check
+        self.compile_check = compile_check
         self.store: Store = retriever.store
         self.extractor = Extractor(
             retriever.embedder,
@@ -165,7 +169,8 @@ class Assistant:
 
         `flags` adds uncertain spans and per-passage support (`serve/flags.py`) to a
         generated answer; they cost extra scoring passes, so they are computed on request.
-        Unknown-name flags are added to every answer when a name check is configured.
+        Unknown-name and compile flags are added to every answer when their checks are
+        configured.
         """
         started = time.perf_counter()
         query = standalone_question(question, history)
@@ -231,6 +236,7 @@ class Assistant:
         # The fallback note quotes the bad names of the generated answer: not checked again.
         skip = len(note) if note and answer.text.startswith(note) else 0
         answer.flags += self._name_flags(answer.text, skip, answer.citations)
+        answer.flags += self._compile_flags(answer.text, timings)
         yield Event("answer", answer=answer)
 
     def _summary_prompt(self, query: str, evidence: list[Evidence]) -> list[Message]:
@@ -306,6 +312,7 @@ class Assistant:
             yield from self._extractive(query, evidence, started, timings, flags, note)
             return
         answer.flags = [Flag(type="guard", reason=p) for p in found] + name_flags
+        answer.flags += self._compile_flags(answer.text, timings)
         if flags:
             flags_started = time.perf_counter()
             answer.flags += answer_flags(
@@ -370,6 +377,15 @@ class Assistant:
                 flag["start"] += skip
             if "end" in flag:
                 flag["end"] += skip
+        return flags
+
+    def _compile_flags(self, text: str, timings: dict[str, float]) -> list[Flag]:
+        """A compile flag per C block of `text`; the time goes into `compile_ms`."""
+        if self.compile_check is None:
+            return []
+        started = time.perf_counter()
+        flags = self.compile_check(text)
+        timings["compile_ms"] = (time.perf_counter() - started) * 1000
         return flags
 
     def _abstain(self, evidence: list[Evidence], timings: dict[str, float]) -> Answer:

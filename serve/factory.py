@@ -10,6 +10,7 @@ from sciknow.rerank.hybrid import HybridRetriever
 from sciknow.serve.answer import Assistant, resolve_mode
 from sciknow.serve.backends.base import Backend
 from sciknow.serve.backends.factory import LazyBackend, make_backend
+from sciknow.serve.compile_flags import compile_flags
 from sciknow.serve.names import name_flags
 
 
@@ -67,7 +68,7 @@ def assemble_assistant(
 ) -> Assistant:
     """The assistant over a given retriever and backend (`sciknow serve`, the answer
     evaluation's indexes); `names` holds the symbol table that checks names (default: the
-    retriever's own index)."""
+    retriever's own index) and suggests names for code that does not compile."""
     store = names or retriever.store
     check = name_flags(store, config.profile) if config.answer.check_names else None
     return Assistant(
@@ -77,4 +78,5 @@ def assemble_assistant(
         library=config.profile.display_name,
         mode=mode,
         name_check=check,
+        compile_check=compile_flags(config, store),
     )

@@ -97,6 +97,13 @@ def describe_flag(flag: Flag) -> str:
     if kind == "unknown_name":
         suggestions = ", ".join(flag.get("suggestions", [])) or "no close name"
         return f"{flag['reason']}: {flag['text']} (did you mean: {suggestions})"
+    if kind == "compile":
+        return describe_compile(flag)
     if kind == "support":  # shown by front ends beside each source, not as a line here
         return ""
     return f"{kind}: {flag.get('reason', '')}"
+
+
+def describe_compile(flag: Flag) -> str:
+    """A compile flag as one line: the block's first line in the answer, then its verdict."""
+    return f"Code at line {flag.get('line', '?')}: {flag.get('reason', '')}"

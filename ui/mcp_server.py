@@ -246,12 +246,14 @@ text).""",
         annotations=read_only,
         description=f"""A cited answer to a {library} question from the indexed sources (the
 same answer as the sciknow chat). Returns {{"text", "citations": [{{"n", "title", "uri",
-"doc_id", "resource"}}], "abstained", "flags", "timings"}}: [n] markers in text refer to
-citations; abstained is true when the index has nothing close enough (citations then
-list the closest passages); flags lists names in the answer that do not exist in the index
-and, with flags=true, uncertain spans and per-source support where the answer was
-generated. Prefer lookup or search when you need an exact reference; use ask for how-to
-questions.""",
+"doc_id", "resource"}}], "abstained", "flags", "code", "timings"}}: [n] markers in text
+refer to citations; abstained is true when the index has nothing close enough (citations
+then list the closest passages); flags lists names in the answer that do not exist in the
+index and, with flags=true, uncertain spans and per-source support where the answer was
+generated; code gives each C code block of the answer its compile verdict against the
+server's {library} build ({{"line", "status": "compiles" | "error" | "cannot-wrap",
+"verdict"}}; empty when it has none or the answer has no C code). Prefer lookup or search
+when you need an exact reference; use ask for how-to questions.""",
     )
     async def ask(
         question: Annotated[Text, Field(description="the question")],
@@ -288,6 +290,11 @@ questions.""",
             "citations": citations,
             "abstained": answer["abstained"],
             "flags": flagged,
+            "code": [
+                {"line": f.get("line"), "status": f.get("status"), "verdict": f.get("reason")}
+                for f in flagged
+                if f["type"] == "compile"
+            ],
             "timings": answer["timings"],
         }
 

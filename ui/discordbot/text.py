@@ -16,6 +16,7 @@ from typing import Any
 from discord.utils import escape_markdown
 
 from sciknow.records import DOUBT_FLAGS, Citation, Flag, FlagKind
+from sciknow.ui.ask import describe_compile
 
 MESSAGE_LIMIT = 2000
 THREAD_NAME_LIMIT = 100
@@ -228,15 +229,25 @@ def mark_flags(text: str, flags: Sequence[Flag]) -> tuple[str, str]:
     return out, f"-# Underlined: {'; '.join(kinds)}."
 
 
+def compile_lines(flags: Iterable[Flag]) -> list[str]:
+    """A short line per code block of the answer: its compile verdict, as subtext."""
+    return [
+        f"-# {escape_markdown(describe_compile(flag))}"
+        for flag in flags
+        if flag.get("type") == "compile"
+    ]
+
+
 def render_answer(answer: dict[str, Any], flags: bool) -> str:
     """The whole reply to one question as Discord Markdown (to be split into messages):
-    the answer, the flag legend, then every cited source, or, when the API abstained,
-    up to five of the closest passages it found."""
+    the answer, the flag legend, each code block's compile verdict (always), then every
+    cited source, or, when the API abstained, up to five of the closest passages it found."""
     text = answer.get("text", "").strip()
     legend = ""
     if flags:
         text, legend = mark_flags(text, answer.get("flags", []))
-    parts = [text] + ([legend] if legend else [])
+    verdicts = "\n".join(compile_lines(answer.get("flags", [])))
+    parts = [text] + [part for part in (legend, verdicts) if part]
     citations = answer.get("citations", [])
     # Every cited source is listed (a marker with no source is a dead end); the closest
     # passages of an abstention are cut to the first few.

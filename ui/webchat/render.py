@@ -21,6 +21,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from sciknow.records import Citation, Flag, FlagKind
+from sciknow.ui.ask import describe_compile
 
 KIND_LABELS = {
     "doc": "docs",
@@ -176,10 +177,17 @@ def _support(flags: Sequence[Flag]) -> dict[int, float]:
 
 
 def _notes(flags: Sequence[Flag], show: bool) -> str:
+    """Failed checks and each code block's compile verdict always; skipped flags when
+    flags are shown."""
     notes = []
     for flag in flags:
         kind, reason = flag.get("type"), escape(flag.get("reason", ""))
-        if kind == "guard":
+        if kind == "compile":
+            style = "sk-warn" if flag.get("status") == "error" else "sk-note"
+            status = escape(flag.get("status", ""))
+            text = escape(describe_compile(flag))
+            notes.append(f'<div class="{style} sk-compile sk-compile-{status}">{text}</div>')
+        elif kind == "guard":
             notes.append(f'<div class="sk-warn">Check failed: {reason}</div>')
         elif kind == "skipped" and show:
             notes.append(f'<div class="sk-note sk-skipped">Flags: {reason}</div>')
@@ -297,6 +305,8 @@ def _timings(answer: dict[str, Any], mode: str) -> str:
         parts.append(f"extraction {timings['extract_ms']:.0f} ms")
     if "flags_ms" in timings:
         parts.append(f"flags {timings['flags_ms']:.0f} ms")
+    if "compile_ms" in timings:
+        parts.append(f"compile {timings['compile_ms']:.0f} ms")
     parts.append(mode)
     return (
         f'<details class="sk-details"><summary>details</summary>'
