@@ -135,7 +135,6 @@ def create_app(
     votes = feedback or open_feedback(settings.database_url, assistant.data_dir)
     app.state.assistant = assistant
     app.state.engine = engine
-    app.state.generation_lock = engine.lock
     app.state.feedback = votes
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StorageError, _storage_fault)

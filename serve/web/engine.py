@@ -32,10 +32,7 @@ class WatchedLock:
     """The generation lock: taken in arrival order (a busy server's longest wait is the
     queue ahead of it, not luck), left by a waiter whose run was cancelled, and watched:
     when it was taken and when its holder last showed progress, so that `/health` can
-    tell a long answer from a wedged engine.
-
-    Front ends that hold it themselves (the web chat) count from when they took it; the
-    engine's runs count from their last event.
+    tell a long answer from a wedged engine (a run counts from its last event).
     """
 
     def __init__(self) -> None:

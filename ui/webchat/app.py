@@ -38,7 +38,7 @@ from sciknow.records import KINDS
 from sciknow.serve.answer import Event
 from sciknow.serve.web.api import NOTHING_INDEXED, is_empty
 from sciknow.serve.web.engine import Engine
-from sciknow.serve.web.feedback import Feedback, FeedbackStore, server_of
+from sciknow.serve.web.feedback import Feedback, FeedbackTable, server_of
 from sciknow.ui.api_client import MAX_QUESTION_CHARS
 from sciknow.ui.webchat import render
 
@@ -219,7 +219,7 @@ async def _ticking(events: AsyncIterator[Event], every: float) -> AsyncIterator[
 class ChatApp:
     """The chat's event handlers over the engine and the feedback store."""
 
-    def __init__(self, engine: Engine, feedback: FeedbackStore) -> None:
+    def __init__(self, engine: Engine, feedback: FeedbackTable) -> None:
         self.engine = engine
         self.assistant = engine.assistant
         self.feedback = feedback
@@ -231,7 +231,7 @@ class ChatApp:
         it lacks could only answer "I don't know")."""
         if is_empty(self.assistant):
             return f"**{render.escape(NOTHING_INDEXED)}**", gr.update(choices=[])
-        stats = self.assistant.retriever.store.stats()
+        stats = self.assistant.stats()
         mode = MODE_LABELS.get(self.assistant.mode, self.assistant.mode)
         backend = self.assistant.backend.name
         model = f" · model: {backend}" if self.assistant.mode != "extractive" else ""
@@ -409,7 +409,7 @@ def _example(data: gr.SelectData) -> str:
 
 
 def build_chat(
-    engine: Engine, feedback: FeedbackStore, examples: list[str], title: str
+    engine: Engine, feedback: FeedbackTable, examples: list[str], title: str
 ) -> gr.Blocks:
     """The chat page; `examples` are shown on an empty chat."""
     chat = ChatApp(engine, feedback)
