@@ -409,7 +409,8 @@ class DocPatchConfig:
 @dataclass
 class CheckConfig:
     """Compiling and running code (`sciknow check-code`, MCP `compile`/`run`, HTTP
-    `/compile`/`/run`, `eval answers --compile`, `sciknow gaps`; docs/design.md, "Checking code").
+    `/compile`/`/run`, `eval answers --compile`, `sciknow gaps`, answers' compile flags;
+    docs/design.md, "Checking code").
 
     An empty `petsc_dir` means `PETSC_DIR`/`PETSC_ARCH`, then `pkg-config PETSc`.
     """
