@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import re
 import sys
 from typing import Any
 
@@ -89,9 +90,10 @@ def test_a_block_spans_its_code_lines():
 
 
 @pytest.fixture(scope="module")
-def petsc() -> None:
+def petsc() -> str:
+    """The version of the PETSc found (Debian's: 3.18.5), else the test skips."""
     try:
-        find_petsc()
+        return find_petsc().version
     except PetscNotFound as err:
         pytest.skip(str(err))
 
@@ -126,11 +128,11 @@ def _compile_flags(answer: dict[str, Any]) -> list[Flag]:
     return [f for f in answer["flags"] if f["type"] == "compile"]
 
 
-def test_each_c_block_gets_its_verdict_over_its_span_and_the_synopsis_none(answer):
+def test_each_c_block_gets_its_verdict_over_its_span_and_the_synopsis_none(answer, petsc):
     text = answer["text"]
     good, bad = _compile_flags(answer)  # the synopsis and the listing have none
     assert text[good["start"] : good["end"]] == GOOD and good["status"] == "compiles"
-    assert good["reason"].startswith("compiles against PETSc 3.")
+    assert good["reason"] == f"compiles against PETSc {petsc}"
     assert text[bad["start"] : bad["end"]] == BAD and bad["status"] == "error"
     error_line = text[: text.index("KSPSetTolerence")].count("\n") + 1
     assert bad["line"] == error_line - 1  # the block starts a line above its error
@@ -161,19 +163,19 @@ def test_without_petsc_or_with_the_check_off_answers_have_no_compile_flag(docs_c
     assert compile_flags(config) is None
 
 
-def test_the_cli_the_chat_and_the_discord_bot_show_each_verdict(answer):
+def test_the_cli_the_chat_and_the_discord_bot_show_each_verdict(answer, petsc):
     good, bad = _compile_flags(answer)
-    assert describe_flag(good) == f"Code at line {good['line']}: {good['reason']}"
-    assert describe_flag(bad).startswith(f"Code at line {bad['line']}: line {bad['line'] + 1}:")
+    assert describe_flag(good) == f"Code at line {good['line']} compiles against PETSc {petsc}"
+    error = f"Code at line {bad['line']} does not compile: line {bad['line'] + 1}: error:"
+    assert describe_flag(bad).startswith(error)
     html = answer_html(answer, turn=1, show_flags=False, mode="generative")
-    assert f'sk-compile-compiles">Code at line {good["line"]}: compiles against PETSc 3.' in html
-    assert f'class="sk-warn sk-compile sk-compile-error">Code at line {bad["line"]}:' in html
+    assert f'sk-compile-compiles">{describe_flag(good)}</div>' in html
+    assert f'class="sk-warn sk-compile sk-compile-error">{error}' in html
     assert "implicit declaration of function &#x27;KSPSetTolerence&#x27;" in html
-    assert "compile " in html and " ms" in html  # the timing under details
+    assert re.search(r"compile \d+ ms", html)  # the timing under details
     reply = render_answer(answer, flags=False)
     lines = [line for line in reply.split("\n") if line.startswith("-# Code at line")]
-    assert lines[0] == f"-# Code at line {good['line']}: {good['reason']}"
-    assert lines[1].startswith(f"-# Code at line {bad['line']}: line {bad['line'] + 1}: error:")
+    assert lines[0] == f"-# {describe_flag(good)}" and lines[1].startswith(f"-# {error}")
     assert "KSPSetTolerence" in lines[1] and "-# Code" not in answer_body(reply)
 
 

@@ -105,5 +105,11 @@ def describe_flag(flag: Flag) -> str:
 
 
 def describe_compile(flag: Flag) -> str:
-    """A compile flag as one line: the block's first line in the answer, then its verdict."""
-    return f"Code at line {flag.get('line', '?')}: {flag.get('reason', '')}"
+    """A compile flag as one line: the block's first line in the answer, then its verdict
+    ("Code at line 9 compiles against PETSc 3.18.5", "... does not compile: line 10: ...")."""
+    where, reason = f"Code at line {flag.get('line', '?')}", flag.get("reason", "")
+    if flag.get("status") == "compiles":
+        return f"{where} {reason}"
+    if flag.get("status") == "error":
+        return f"{where} does not compile: {reason}"
+    return f"{where}: {reason}"
