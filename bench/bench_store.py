@@ -12,9 +12,10 @@ searches one at a time: dense for FAISS and Milvus, BM25 over the texts for Milv
 for `bm25s` (the FAISS store's term index, held in memory beside the FAISS one: the
 FAISS store's memory is the two added). It reports build seconds, search p50/p95 in
 milliseconds, the process's peak RSS, the load average when it ended, and for HNSW its
-recall of the exact top k and how often it finds a planted target (`near_queries`). Milvus Lite uses the schema and index parameters of
-`index/milvus_store.py` and its own size (`--milvus-n`): it holds about 15 KB a row in
-memory and inserts under 1,000 rows a second here, so 1 M rows may not fit a machine.
+recall of the exact top k and how often it finds a planted target (`near_queries`).
+Milvus Lite uses the schema and index parameters of `index/milvus_store.py` and its own
+size (`--milvus-n`): it holds 13-15 KB a row in memory and inserts under 1,000 rows a
+second here, so 1 M rows may not fit a machine.
 """
 
 from __future__ import annotations
