@@ -27,6 +27,7 @@ from sciknow.serve.codecheck.blocks import (
 from sciknow.serve.codecheck.check import CodeChecker, checker_for
 from sciknow.serve.codecheck.petsc import PetscNotFound, find_petsc
 from sciknow.serve.docpatch.gaps import REPORT_FILE, docs_code, gaps_report
+from sciknow.ui.patch import _render_code
 
 PREFIXES = load_config(environ={}).profile.symbol_prefixes
 
@@ -172,12 +173,17 @@ def test_docs_blocks_that_do_not_compile_are_gaps_candidates(checker, tmp_path):
     report = gaps_report(config, store, embedder=None)  # type: ignore[arg-type]  # no questions
     saved = json.loads((config.data_path / REPORT_FILE).read_text())
     assert report["code"]["candidates"] == saved["code"]["candidates"] == first["candidates"]
+    lines = _render_code(first, top=10).splitlines()  # what `sciknow gaps` prints
+    assert lines[0].startswith("manual/vec.md:15 (petsc-docs): does not compile against")
+    assert "VecDuplicat" in lines[0]
+    assert lines[-1].endswith("among 4 found, 1 left for the next run)")
 
 
 def test_without_petsc_or_with_the_check_off_the_gaps_code_part_says_why(tmp_path):
     config = _docs_config(tmp_path, petsc_dir=str(tmp_path / "nowhere"))
     code = docs_code(config, open_store(config))
     assert "apt-get install petsc-dev" in code["skipped"] and code["candidates"] == []
+    assert _render_code(code, top=10).startswith("(docs code not checked: ")
     config.check.gaps_blocks = 0
     assert docs_code(config, open_store(config))["skipped"].startswith("off")
 

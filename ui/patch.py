@@ -143,7 +143,22 @@ def run_gaps(args: argparse.Namespace, config: Config) -> int:
         f"{report['questions']} questions, {report['seconds']:.1f} s; "
         "draft one: sciknow patch --docs-repo DOCS --gap N)"
     )
+    print(_render_code(report.get("code") or {}, args.top))
     return 0
+
+
+def _render_code(code: dict[str, Any], top: int) -> str:
+    """The docs' code blocks that no longer compile (`gaps.docs_code`), the first `top`."""
+    if code.get("skipped"):
+        return f"(docs code not checked: {code['skipped']})"
+    candidates = code.get("candidates", [])
+    lines = [f"{c['file']}:{c['line']} ({c['source']}): {c['verdict']}" for c in candidates[:top]]
+    left = f", {code['left']} left for the next run" if code.get("left") else ""
+    lines.append(
+        f"({len(candidates)} docs code blocks do not compile against {code.get('petsc', '')} "
+        f"among {code.get('blocks', 0)} found{left})"
+    )
+    return "\n".join(lines)
 
 
 def _render_gap(gap: dict[str, Any]) -> str:
