@@ -7,6 +7,7 @@ pkg-config).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -295,6 +296,26 @@ def test_a_forgotten_ampersand_is_caught(checker):
 def test_a_variable_no_call_types_makes_the_fragment_unwrappable(checker):
     report = checker.check("for (i = 0; i < n; i++) PetscCall(VecSetValue(x, i, 1.0, ADD_VALUES));")
     assert report.cannot_wrap.startswith("cannot tell the type of `n`")
+    assert not report.ok and "cannot be wrapped" in report.verdict()
+
+
+def test_a_variable_in_capitals_whose_address_is_taken_is_declared(checker):
+    report = checker.check("PetscCall(VecScatterCreateToAll(vlx, &ctx, &V_SEQ));\n")
+    assert report.compiled, report.diagnostics
+    assert {d.name: d.type for d in report.declarations}["V_SEQ"] == "Vec"
+
+
+def test_a_type_the_installed_petsc_lacks_makes_the_fragment_unwrappable(checker):
+    """A newer man page types `f` as `PetscErrorCodeFn *`; PETSc 3.18 has no such type: the
+    harness is at fault, not the code, so no compile error is reported."""
+    newer = copy.copy(checker)
+    synopsis = "PetscErrorCode MatGetOperation(Mat mat, MatOperation op, PetscErrorCodeFn **f)"
+    newer.signatures = Signatures(
+        checker.signatures.include_dirs, {"MatGetOperation": synopsis}.get
+    )
+    report = newer.check("PetscCall(MatGetOperation(jac, MATOP_VIEW, &f));\n")
+    assert report.cannot_wrap.startswith("the installed PETSc refuses the declarations of")
+    assert "`f` as `PetscErrorCodeFn *`" in report.cannot_wrap
     assert not report.ok and "cannot be wrapped" in report.verdict()
 
 

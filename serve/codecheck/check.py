@@ -28,6 +28,7 @@ from sciknow.serve.codecheck.harness import (
     Fragment,
     harness,
     is_program,
+    piece_masked,
     split,
     type_variables,
 )
@@ -220,7 +221,12 @@ class CodeChecker:
             )
             return None
         report.harness, code_file = harness(fragment, declarations, cxx)
-        return self._compile(workdir, report.harness, "harness", cxx, link, code_file)
+        second = self._compile(workdir, report.harness, "harness", cxx, link, code_file)
+        refused = _refused_declarations(second, declarations)
+        if refused:  # a type the man pages name that the installed PETSc lacks
+            report.cannot_wrap = refused
+            return None
+        return second
 
     def _undeclared(self, diagnostics: list[Diagnostic], fragment: Fragment) -> list[str]:
         """Variables the fragment's statements use undeclared (not constants or library
@@ -231,10 +237,12 @@ class CodeChecker:
             for d in diagnostics
             if d.name and d.line in lines and _UNDECLARED_RE.search(d.message)
         ]
+        body = "\n".join(piece_masked(fragment, piece) for piece in fragment.body)
         return [
             name
             for name in dict.fromkeys(names)
-            if not _CONSTANT_RE.fullmatch(name) and not name.startswith(self.library_prefixes)
+            if (not _CONSTANT_RE.fullmatch(name) or _address_taken(name, body))
+            and not name.startswith(self.library_prefixes)
         ]
 
     def _add_suggestions(self, diagnostics: list[Diagnostic]) -> None:
@@ -250,6 +258,21 @@ class CodeChecker:
             return
         binary.chmod(0o755)
         report.run = run_sandboxed(binary, self.build.mpiexec, np, self.limits)
+
+
+def _address_taken(name: str, body: str) -> bool:
+    """`&V_SEQ` is a variable in capitals, not a constant (a constant has no address)."""
+    return re.search(rf"&\s*{re.escape(name)}\b", body) is not None
+
+
+def _refused_declarations(compilation: Compilation, declarations: list[Declaration]) -> str:
+    """Why the harness's own declarations do not compile (a type from the man pages that
+    the installed PETSc does not have), or "" when they do."""
+    errors = [d.message for d in compilation.errors if d.where == "harness"]
+    if not errors:
+        return ""
+    typed = ", ".join(f"`{d.name}` as `{d.type}` ({d.because})" for d in declarations)
+    return f"the installed PETSc refuses the declarations of {typed}: {errors[0]}"
 
 
 def combined_suggestions(
