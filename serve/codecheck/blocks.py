@@ -33,7 +33,7 @@ from sciknow.serve.codecheck.check import CXX_LANGUAGES, CodeChecker, CodeReport
 
 C_TAGS = {"c", *CXX_LANGUAGES}
 CACHE_FILE = "codecheck-cache.sqlite"
-CACHE_SCHEMA = 2  # bump when a verdict's meaning changes (the harness, the flags)
+CACHE_SCHEMA = 3  # bump when a verdict's meaning changes (the harness, the flags)
 _SHELL_PROMPT_RE = re.compile(r"^\s*\$ ", re.M)
 Status = Literal["compiles", "error", "cannot-wrap"]
 
