@@ -2,9 +2,10 @@
 
 Questions come from the unofficial threads of the index (mail, issues, chat: a thread's
 question is its subject plus its first question sentence, `sources.thread_question`), from
-the web chat's feedback store when it exists (down-voted answers and abstentions count
-double: someone was left without an answer) and from a JSONL file of questions (one
-`{"question": ...}` per line).
+the server's votes when it keeps any, in `[serve] database_url`'s PostgreSQL or the data
+directory's SQLite file (down-voted answers and abstentions count double: someone was
+left without an answer) and from a JSONL file of questions (one `{"question": ...}` per
+line).
 
 1. Every question is embedded (the index's embedder, through its embedding cache, so a
    re-run embeds only new questions) and searched over the official docs and man pages
@@ -64,7 +65,8 @@ from sciknow.serve.docpatch.sources import (
     thread_title,
 )
 from sciknow.serve.docpatch.write import answer_units
-from sciknow.serve.web.feedback import FILE_NAME, FeedbackStore
+from sciknow.serve.web.feedback import FILE_NAME
+from sciknow.serve.web.feedback_stores import open_feedback
 
 REPORT_FILE = "gaps.json"
 REFERENCE = Filters(kinds=("doc", "manpage"), official=True)
@@ -123,13 +125,15 @@ def _excerpt(body: str) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
 
 
-def feedback_asks(data_dir: Path, since: str) -> list[Asked]:
-    """Down-voted answers and abstentions from the web chat's feedback store, if any."""
-    if not (Path(data_dir) / FILE_NAME).is_file():
+def feedback_asks(config: Config, since: str) -> list[Asked]:
+    """Down-voted answers and abstentions from the server's feedback table, where it keeps
+    it (`[serve] database_url`, else the SQLite file in the data directory, if any)."""
+    url = config.serve.database_url
+    if not url and not (config.data_path / FILE_NAME).is_file():
         return []
     moment = datetime.fromisoformat(since) if since else None
     asks = []
-    for row in FeedbackStore.in_data_dir(Path(data_dir)).rows(since=moment):
+    for row in open_feedback(url, config.data_path).rows(since=moment):
         abstained = row["answer"].strip().startswith(ABSTAIN_TEXT[:40])
         if row["vote"] != "down" and not abstained:
             continue
@@ -190,7 +194,7 @@ def gaps_report(
     """The ranked gaps (every one, numbered) and the figures of the run; saved for --gap."""
     started = time.perf_counter()
     prefixes = config.profile.symbol_prefixes
-    asks = thread_asks(store, since, prefixes) + feedback_asks(config.data_path, since)
+    asks = thread_asks(store, since, prefixes) + feedback_asks(config, since)
     asks += file_asks(questions) if questions else []
     settings = config.docpatch
     code = docs_code(config, store)
