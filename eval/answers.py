@@ -567,6 +567,8 @@ def run(
         raise SourceError(f"{request.dataset} holds no questions")
     if request.compile:  # no PETSc: say how to install one before any index is built
         find_petsc(config.check.petsc_dir, config.check.petsc_arch)
+    else:  # answers are scored as text; their code is compiled only when asked
+        config = dataclasses.replace(config, check=dataclasses.replace(config.check, answers=False))
     backend_name = request.backend or config.models.backend
     backend = LazyBackend(backend_name, lambda: build_backend(config, backend_name))
     index = ("repo-" if request.repo else "") + mode_name(request.exclude)

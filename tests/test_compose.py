@@ -150,6 +150,10 @@ int main(int argc, char **argv)
 
   PetscCall(PetscInitialize(&argc, &argv, NULL, help));
   /* KSPSetTolerances() sets what stops the solve: a mention, not the call */
+  /*
+     A line of a block comment need not start with a marker:
+     KSPSetTolerances() and KSPSolve() are mentioned here, not called.
+  */
   PetscCall(KSPSetTolerances(ksp, 1.e-6, 100));
   PetscCall(PetscFinalize());
   return 0;
@@ -198,5 +202,5 @@ def test_an_api_how_to_leads_with_the_man_page_and_a_tutorial_line(tmp_path, emb
     assert "PETSC_CURRENT" in result.text
     assert "```c\nPetscCall(KSPSetTolerances(ksp, 1.e-6, 100));\n```" in result.text
     tutorial = next(e for e in result.evidence if e.kind == "example")
-    assert tutorial.uri.endswith("src/ksp/tutorials/ex2.c#L11")
+    assert tutorial.uri.endswith("src/ksp/tutorials/ex2.c#L15")
     assert "MatMumpsSetIcntl" not in result.text

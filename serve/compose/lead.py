@@ -71,9 +71,17 @@ def tutorial_call(store: Store, name: str) -> Call | None:
         text = items[rowid].text
         for found in pattern.finditer(text):
             line = text[text.rfind("\n", 0, found.start()) + 1 : found.start()]
-            if not line.lstrip().startswith(COMMENT_STARTS):  # a call, not its mention
+            if not line.lstrip().startswith(COMMENT_STARTS) and not _in_block_comment(
+                text, found.start()
+            ):  # a call, not its mention
                 return _call(store, items[rowid], found.start())
     return None
+
+
+def _in_block_comment(text: str, offset: int) -> bool:
+    """Whether `offset` lies inside a `/* ... */` comment (a line of a tutorial's help text
+    that names the function need not start with a comment marker)."""
+    return text.rfind("/*", 0, offset) > text.rfind("*/", 0, offset)
 
 
 def _call(store: Store, item: Evidence, offset: int) -> Call | None:
