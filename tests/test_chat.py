@@ -326,10 +326,8 @@ def test_a_long_answer_is_read_from_its_first_line(browser, chat_config, serve_a
     page.close()
 
 
-def test_tokens_stream_before_the_answer_ends_and_stop_ends_it(browser, chat_config, serve_app):
-    words = [f"word{i} " for i in range(400)]
-    backend = ScriptedBackend(["Use KSPSetTolerances() [1]. ", *words], delay=0.05)
-    url = scripted_chat(chat_config, serve_app, backend)
+def _ask_until_streaming(browser, url: str) -> Page:
+    """A page that asked the KSP question, once the answer has streamed its fourth word."""
     page = Page(browser, url)
     page.tab.fill("#sk-question textarea", KSP_QUESTION)
     page.tab.click("#sk-send")
@@ -337,6 +335,14 @@ def test_tokens_stream_before_the_answer_ends_and_stop_ends_it(browser, chat_con
         "(document.querySelector('.sk-streaming') || {}).textContent?.includes('word3')",
         timeout=WAIT_MS,
     )
+    return page
+
+
+def test_tokens_stream_before_the_answer_ends_and_stop_ends_it(browser, chat_config, serve_app):
+    words = [f"word{i} " for i in range(400)]
+    backend = ScriptedBackend(["Use KSPSetTolerances() [1]. ", *words], delay=0.05)
+    url = scripted_chat(chat_config, serve_app, backend)
+    page = _ask_until_streaming(browser, url)
     assert page.tab.locator(".sk-footer").count() == 0  # text shows while the answer runs
     page.tab.click("#sk-stop")
     page.tab.get_by_text("Stopped.").wait_for(timeout=WAIT_MS)
@@ -417,13 +423,7 @@ def test_a_closed_page_stops_its_answer(browser, chat_config, serve_app):
     the next question is answered without waiting for it."""
     backend = ScriptedBackend([f"word{i} " for i in range(400)], delay=0.05)
     url = scripted_chat(chat_config, serve_app, backend)
-    page = Page(browser, url)
-    page.tab.fill("#sk-question textarea", KSP_QUESTION)
-    page.tab.click("#sk-send")
-    page.tab.wait_for_function(
-        "(document.querySelector('.sk-streaming') || {}).textContent?.includes('word3')",
-        timeout=WAIT_MS,
-    )
+    page = _ask_until_streaming(browser, url)
     page.close()
     closed = time.monotonic()
     assert backend.closed_early.wait(timeout=10)

@@ -12,6 +12,7 @@ import dataclasses
 
 import httpx
 import pytest
+from support.petsc_programs import RANKS_PROGRAM
 
 from sciknow.config import CheckConfig, load_config
 from sciknow.serve.codecheck.petsc import PetscNotFound, find_petsc
@@ -22,18 +23,6 @@ MISSPELLED = (
     "PetscCall(KSPCreate(PETSC_COMM_WORLD, &ksp));\n"
     "PetscCall(KSPSetTolerence(ksp, 1e-8, PETSC_DEFAULT, PETSC_DEFAULT, 100));\n"
 )
-PROGRAM = """\
-#include <petscsys.h>
-int main(int argc, char **argv)
-{
-  PetscMPIInt size;
-  PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
-  PetscCall(MPI_Comm_size(PETSC_COMM_WORLD, &size));
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "ranks %d\\n", (int)size));
-  PetscCall(PetscFinalize());
-  return 0;
-}
-"""
 TOKEN = "compile-s3cret"
 
 
@@ -61,15 +50,15 @@ def test_compile_through_sciknow_serve_and_run_refused(petsc, serve_processes, t
         assert (error["line"], error["name"]) == (2, "KSPSetTolerence")
         assert error["suggestions"][0] == "KSPSetTolerances"
 
-        refused = httpx.post(f"{url}/run", json={"code": PROGRAM}, timeout=60)
+        refused = httpx.post(f"{url}/run", json={"code": RANKS_PROGRAM}, timeout=60)
         assert refused.status_code == 403
         assert "--allow-run" in refused.json()["detail"]
 
         for path, body, field in [
             ("/compile", {"code": GOOD, "language": "fortran"}, "language"),
             ("/compile", {"code": ""}, "code"),
-            ("/run", {"code": PROGRAM, "np": 0}, "np"),
-            ("/run", {"code": PROGRAM, "np": 17}, "np"),
+            ("/run", {"code": RANKS_PROGRAM, "np": 0}, "np"),
+            ("/run", {"code": RANKS_PROGRAM, "np": 17}, "np"),
         ]:
             bad = httpx.post(f"{url}{path}", json=body, timeout=60)
             assert bad.status_code == 422, (path, body)
@@ -94,7 +83,7 @@ def test_run_through_sciknow_serve_with_allow_run(petsc, serve_processes, tmp_pa
         pytest.skip(problem)
     url = serve_processes.start(tmp_path / "data", None, "--allow-run")
     try:
-        ran = httpx.post(f"{url}/run", json={"code": PROGRAM, "np": 2}, timeout=180)
+        ran = httpx.post(f"{url}/run", json={"code": RANKS_PROGRAM, "np": 2}, timeout=180)
         assert ran.status_code == 200, ran.text
         report = ran.json()
         assert report["ok"] and report["run"]["exit_status"] == 0 and report["run"]["np"] == 2

@@ -16,22 +16,10 @@ import pytest
 pytest.importorskip("mcp", reason="install the mcp SDK (pip install 'mcp>=2.3')")
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from support.petsc_programs import RANKS_PROGRAM
 
 from sciknow.serve.codecheck.petsc import PetscNotFound, find_petsc
 from sciknow.serve.codecheck.sandbox import sandbox_problem
-
-PROGRAM = """\
-#include <petscsys.h>
-int main(int argc, char **argv)
-{
-  PetscMPIInt size;
-  PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
-  PetscCall(MPI_Comm_size(PETSC_COMM_WORLD, &size));
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "ranks %d\\n", (int)size));
-  PetscCall(PetscFinalize());
-  return 0;
-}
-"""
 
 
 def _tools(tmp_path: Path, *flags: str, environ: dict[str, str] | None = None):
@@ -79,7 +67,7 @@ def test_run_tool_only_with_allow_run(tmp_path):
     if sandbox_problem():
         pytest.skip(sandbox_problem())
     names, (result,) = asyncio.run(
-        _tools(tmp_path, "--allow-run")([("run", {"code": PROGRAM, "np": 2})])
+        _tools(tmp_path, "--allow-run")([("run", {"code": RANKS_PROGRAM, "np": 2})])
     )
     assert {"compile", "run"} <= names
     run = result.structured_content["run"]
